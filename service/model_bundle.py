@@ -1,0 +1,83 @@
+"""Model directory manifest (models/<name>/model.json): paths, charset, hashes for /v1/models."""
+from __future__ import annotations
+
+import hashlib
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.vision.charset import load_charset
+
+MANIFEST = "model.json"
+
+
+class ModelManifest(BaseModel):
+    """Fields of model.json; file paths are relative to the manifest's folder (may point to ../base)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    version: str
+    det: str = "det.onnx"
+    rec: str = "rec.onnx"
+    charset: str = "charset.json"
+    rec_height: int = 48
+    det_limit_side: int = 736
+    det_limit_type: Literal["min", "max"] = "min"
+    det_max_side: int = 2000
+    det_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    det_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    det_thresh: float = 0.3
+    det_box_thresh: float = 0.5
+    det_unclip_ratio: float = 1.6
+    text_score: float = Field(0.5, description="lines whose recognition confidence is below this are dropped")
+    source: str | None = None
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class ModelBundle:
+    """A resolved, verified model directory."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root).resolve()
+        manifest_path = self.root / MANIFEST
+        if not manifest_path.is_file():
+            raise FileNotFoundError(f"no {MANIFEST} in {self.root}")
+        self.manifest = ModelManifest.model_validate_json(manifest_path.read_text(encoding="utf-8"))
+        self.det_path = (self.root / self.manifest.det).resolve()
+        self.rec_path = (self.root / self.manifest.rec).resolve()
+        self.charset_path = (self.root / self.manifest.charset).resolve()
+        missing = [str(p) for p in (self.det_path, self.rec_path, self.charset_path) if not p.is_file()]
+        if missing:
+            raise FileNotFoundError(f"{manifest_path}: missing files {missing}")
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+    @cached_property
+    def classes(self) -> list[str]:
+        """CTC class table, blank at index 0."""
+        return load_charset(self.charset_path)
+
+    @cached_property
+    def sha256(self) -> dict[str, str]:
+        """SHA-256 of det/rec ONNX files (computed once, lazily: the files are ~10-20 MB)."""
+        return {"det": sha256_file(self.det_path), "rec": sha256_file(self.rec_path)}
+
+
+def load_bundle(root: str | Path) -> ModelBundle:
+    return ModelBundle(root)

@@ -1,0 +1,179 @@
+"""OCR pipeline over the ONNX det/rec models: image(s) -> text lines with polygons.
+
+Every stage is a public method so the service's cross-request batcher can batch the detector
+per bucket shape and the recogniser across all crops of all requests:
+
+    inputs = [p.prepare_det(img) for img in images]     # CPU, per image
+    probs  = p.run_det(inputs)                            # one ONNX call per bucket shape
+    dets   = [p.boxes(i, pr) for i, pr in zip(inputs, probs)]
+    crops  = [p.crops(i, d) for i, d in zip(inputs, dets)]
+    batches = p.prepare_rec(all_crops)                    # width-bucketed RecBatch list
+    decoded = p.decode(batches, [p.run_rec(b) for b in batches])   # in crop order
+    lines  = p.assemble(inputs[k], dets[k], decoded_for_k)
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from service.model_bundle import ModelBundle
+from service.runtime import create_session
+from service.vision.crop import crop_quad, reading_order
+from service.vision.ctc import Decoded, ctc_greedy_decode
+from service.vision.db_postprocess import DBConfig, db_boxes
+from service.vision.det_preprocess import DetInput, DetPreprocessConfig, group_by_bucket, prepare_det_input
+from service.vision.images import ImageLike, to_bgr_array
+from service.vision.rec_preprocess import DEFAULT_WIDTH_BUCKETS, RecBatch, make_rec_batches
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TextLine:
+    text: str
+    confidence: float
+    polygon: list[tuple[float, float]]  # tl, tr, br, bl in original image pixels
+    det_score: float = 1.0
+    char_confidences: tuple[float, ...] = ()
+
+
+@dataclass
+class Detections:
+    """Quads of one image in work-image pixels (for cropping) and original pixels (for output)."""
+
+    work_quads: np.ndarray  # (N,4,2)
+    quads: np.ndarray  # (N,4,2)
+    scores: list[float] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+class OcrPipeline:
+    def __init__(
+        self,
+        bundle: ModelBundle,
+        providers: Sequence[str] | None = None,
+        intra_threads: int | None = None,
+        inter_threads: int | None = None,
+        det_config: DetPreprocessConfig | None = None,
+        db_config: DBConfig | None = None,
+        text_score: float | None = None,
+        rec_batch_size: int = 32,
+        rec_width_buckets: Sequence[int] = DEFAULT_WIDTH_BUCKETS,
+        trt_cache_dir: str | Path | None = None,
+    ):
+        m = bundle.manifest
+        self.bundle = bundle
+        self.classes = bundle.classes
+        self.det_config = det_config or DetPreprocessConfig(
+            limit_side_len=m.det_limit_side, limit_type=m.det_limit_type, max_side_len=m.det_max_side,
+            mean=m.det_mean, std=m.det_std)
+        self.db_config = db_config or DBConfig(thresh=m.det_thresh, box_thresh=m.det_box_thresh,
+                                               unclip_ratio=m.det_unclip_ratio)
+        self.text_score = m.text_score if text_score is None else text_score
+        self.rec_height = m.rec_height
+        self.rec_batch_size = rec_batch_size
+        self.rec_width_buckets = tuple(rec_width_buckets)
+        kw = dict(providers=providers, intra_threads=intra_threads, inter_threads=inter_threads,
+                  trt_cache_dir=trt_cache_dir)
+        self.det_session, self.det_providers = create_session(bundle.det_path, **kw)
+        self.rec_session, self.rec_providers = create_session(bundle.rec_path, **kw)
+        self._det_in = self.det_session.get_inputs()[0].name
+        self._rec_in = self.rec_session.get_inputs()[0].name
+        n_out = self.rec_session.get_outputs()[0].shape[-1]
+        if isinstance(n_out, int) and n_out != len(self.classes):
+            raise ValueError(f"rec model has {n_out} classes but {bundle.charset_path} gives {len(self.classes)}")
+
+    @classmethod
+    def from_dir(cls, model_dir: str | Path, providers: Sequence[str] | None = None,
+                 intra_threads: int | None = None, **kwargs) -> "OcrPipeline":
+        return cls(ModelBundle(model_dir), providers=providers, intra_threads=intra_threads, **kwargs)
+
+    # ---- detection stages -------------------------------------------------------------------
+    def prepare_det(self, image: ImageLike) -> DetInput:
+        return prepare_det_input(to_bgr_array(image), self.det_config)
+
+    def run_det(self, inputs: Sequence[DetInput]) -> list[np.ndarray]:
+        """Probability maps (cropped to each input's valid region); one ONNX call per bucket shape."""
+        out: list[np.ndarray | None] = [None] * len(inputs)
+        for _, idx in group_by_bucket(inputs).items():
+            batch = np.stack([inputs[i].tensor for i in idx])
+            prob = self.det_session.run(None, {self._det_in: batch})[0]
+            for row, i in enumerate(idx):
+                h, w = inputs[i].valid_hw
+                out[i] = prob[row, 0, :h, :w]
+        return out  # type: ignore[return-value]
+
+    def boxes(self, inp: DetInput, prob: np.ndarray) -> Detections:
+        """DB post-process, reading order, and mapping to original image coordinates."""
+        work_quads, scores = db_boxes(prob, inp.work.shape[:2], self.db_config)
+        order = reading_order(work_quads)
+        work_quads = work_quads[order]
+        scores = [scores[i] for i in order]
+        quads = work_quads.astype(np.float64).copy()
+        quads[:, :, 1] -= inp.pad_top
+        quads[:, :, 0] *= inp.ratio_hw[1]
+        quads[:, :, 1] *= inp.ratio_hw[0]
+        oh, ow = inp.original_hw
+        quads[:, :, 0] = np.clip(quads[:, :, 0], 0, ow)
+        quads[:, :, 1] = np.clip(quads[:, :, 1], 0, oh)
+        return Detections(work_quads, quads.astype(np.float32), scores)
+
+    def crops(self, inp: DetInput, dets: Detections) -> list[np.ndarray]:
+        return [crop_quad(inp.work, q) for q in dets.work_quads]
+
+    def detect(self, images: Sequence[ImageLike]) -> tuple[list[DetInput], list[Detections]]:
+        inputs = [self.prepare_det(img) for img in images]
+        probs = self.run_det(inputs)
+        return inputs, [self.boxes(i, p) for i, p in zip(inputs, probs)]
+
+    # ---- recognition stages -----------------------------------------------------------------
+    def prepare_rec(self, crops: Sequence[np.ndarray]) -> list[RecBatch]:
+        return make_rec_batches(crops, self.rec_batch_size, self.rec_width_buckets, self.rec_height)
+
+    def run_rec(self, batch: RecBatch) -> np.ndarray:
+        return self.rec_session.run(None, {self._rec_in: batch.tensor})[0]
+
+    def decode(self, batches: Sequence[RecBatch], probs: Sequence[np.ndarray]) -> list[Decoded]:
+        """Decoded text per crop, in the original crop order."""
+        n = sum(len(b.indices) for b in batches)
+        out: list[Decoded | None] = [None] * n
+        for b, p in zip(batches, probs):
+            for i, d in zip(b.indices, ctc_greedy_decode(p, self.classes)):
+                out[i] = d
+        return out  # type: ignore[return-value]
+
+    def recognize(self, crops: Sequence[np.ndarray]) -> list[Decoded]:
+        """Text of BGR line crops (any size), batched by width bucket."""
+        batches = self.prepare_rec(crops)
+        return self.decode(batches, [self.run_rec(b) for b in batches])
+
+    def assemble(self, dets: Detections, decoded: Sequence[Decoded]) -> list[TextLine]:
+        """TextLines for one image, dropping empty text and low recognition confidence (as rapidocr)."""
+        lines = []
+        for quad, score, d in zip(dets.quads, dets.scores, decoded):
+            if not d.text.strip() or d.confidence < self.text_score:
+                continue
+            poly = [(float(x), float(y)) for x, y in quad]
+            lines.append(TextLine(d.text, d.confidence, poly, float(score), d.char_confidences))
+        return lines
+
+    # ---- end to end -------------------------------------------------------------------------
+    def read_batch(self, images: Sequence[ImageLike]) -> list[list[TextLine]]:
+        inputs, dets = self.detect(images)
+        all_crops: list[np.ndarray] = []
+        spans = []
+        for inp, d in zip(inputs, dets):
+            crops = self.crops(inp, d)
+            spans.append((len(all_crops), len(all_crops) + len(crops)))
+            all_crops.extend(crops)
+        decoded = self.recognize(all_crops) if all_crops else []
+        return [self.assemble(d, decoded[a:b]) for d, (a, b) in zip(dets, spans)]
+
+    def read(self, image: ImageLike) -> list[TextLine]:
+        return self.read_batch([image])[0]

@@ -1,0 +1,98 @@
+"""onnxruntime session factory: TensorRT (opt-in) -> CUDA -> CPU, with an honest report of what we got.
+
+A requested provider that is not installed, or that fails to initialise (no GPU, missing CUDA
+libraries), is dropped with a warning; CPU is always last so a session is always obtained.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import onnxruntime as ort
+
+log = logging.getLogger(__name__)
+
+TRT = "TensorrtExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+_ORDER = (TRT, CUDA, CPU)
+_ALIASES = {"tensorrt": TRT, "trt": TRT, "cuda": CUDA, "gpu": CUDA, "cpu": CPU}
+
+
+def canonical_provider(name: str) -> str:
+    """'cuda' / 'CUDAExecutionProvider' -> 'CUDAExecutionProvider'."""
+    return _ALIASES.get(name.strip().lower(), name.strip())
+
+
+def resolve_providers(requested: Sequence[str] | None = None, available: Sequence[str] | None = None) -> list[str]:
+    """Requested providers in priority order (TensorRT only if asked), keeping the available ones, CPU last.
+
+    ``requested=None`` means "CUDA if available, else CPU".
+    """
+    available = list(ort.get_available_providers() if available is None else available)
+    wanted = [CUDA] if requested is None else [canonical_provider(p) for p in requested]
+    unknown = [p for p in wanted if p not in _ORDER]
+    if unknown:
+        raise ValueError(f"unsupported providers {unknown}; choose from {list(_ORDER)}")
+    for p in wanted:
+        if p not in available and p != CPU:
+            log.warning("provider %s requested but not available in this onnxruntime build (%s)", p, available)
+    chosen = [p for p in _ORDER if p in wanted and p in available and p != CPU]
+    return chosen + [CPU]
+
+
+def provider_options(provider: str, trt_cache_dir: str | Path | None = None, trt_fp16: bool = False,
+                     device_id: int = 0) -> dict[str, Any]:
+    if provider == TRT:
+        opts: dict[str, Any] = {"device_id": device_id, "trt_fp16_enable": trt_fp16}
+        if trt_cache_dir is not None:
+            Path(trt_cache_dir).mkdir(parents=True, exist_ok=True)
+            opts.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(trt_cache_dir),
+                        trt_timing_cache_enable=True, trt_timing_cache_path=str(trt_cache_dir))
+        return opts
+    if provider == CUDA:
+        return {"device_id": device_id, "arena_extend_strategy": "kSameAsRequested",
+                "cudnn_conv_algo_search": "HEURISTIC"}
+    return {}
+
+
+def session_options(intra_threads: int | None = None, inter_threads: int | None = None) -> ort.SessionOptions:
+    so = ort.SessionOptions()
+    if intra_threads:
+        so.intra_op_num_threads = int(intra_threads)
+    if inter_threads:
+        so.inter_op_num_threads = int(inter_threads)
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return so
+
+
+def create_session(
+    path: str | Path,
+    providers: Sequence[str] | None = None,
+    intra_threads: int | None = None,
+    inter_threads: int | None = None,
+    trt_cache_dir: str | Path | None = None,
+    trt_fp16: bool = False,
+    device_id: int = 0,
+) -> tuple[ort.InferenceSession, list[str]]:
+    """Open ``path`` with the best obtainable providers; returns (session, providers actually in use)."""
+    chosen = resolve_providers(providers)
+    so = session_options(intra_threads, inter_threads)
+    while True:
+        opts = [provider_options(p, trt_cache_dir, trt_fp16, device_id) for p in chosen]
+        try:
+            sess = ort.InferenceSession(str(path), sess_options=so, providers=chosen, provider_options=opts)
+        except Exception as exc:  # noqa: BLE001 - provider init errors come as assorted types
+            if chosen == [CPU]:
+                raise
+            log.warning("session init with %s failed (%s); retrying without %s", chosen, exc, chosen[0])
+            chosen = chosen[1:]
+            continue
+        obtained = list(sess.get_providers())
+        dropped = [p for p in chosen if p not in obtained]
+        if dropped:
+            log.warning("%s: providers %s failed to initialise; running on %s", Path(path).name, dropped, obtained)
+        else:
+            log.info("%s: running on %s", Path(path).name, obtained)
+        return sess, obtained

@@ -1,0 +1,152 @@
+"""Detector input preparation, matching rapidocr 3.10 / PP-OCRv6 serving.
+
+Steps (as ``rapidocr.main`` + ``ch_ppocr_det``): bound the image side to [min_side, max_side]
+(the "work" image the crops are taken from), pad very flat or very short images vertically,
+resize for the detector by ``limit_type``/``limit_side_len`` with each side rounded to a multiple
+of 32, normalise ``(x/255 - mean)/std`` on BGR, then zero-pad to a bucket shape so images of
+different sizes share one batch tensor and the GPU sees a handful of shapes only.
+"""
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from typing import Literal, Sequence
+
+import numpy as np
+
+from .images import resize_linear
+
+PPOCR_DET_MEAN = (0.5, 0.5, 0.5)  # rapidocr 3.10 config.yaml Det.mean for PP-OCRv6
+PPOCR_DET_STD = (0.5, 0.5, 0.5)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # classic PaddleOCR DB normalisation
+IMAGENET_STD = (0.229, 0.224, 0.225)
+DEFAULT_DET_BUCKETS = (128, 256, 384, 512, 640, 768, 896, 1024, 1152, 1280, 1536, 1792, 2048)
+
+
+@dataclass(frozen=True)
+class DetPreprocessConfig:
+    limit_side_len: int = 736
+    limit_type: Literal["min", "max"] = "min"
+    min_side_len: int = 30
+    max_side_len: int = 2000
+    vertical_padding: bool = True
+    width_height_ratio: float = 8.0
+    min_height: int = 30
+    mean: tuple[float, float, float] = PPOCR_DET_MEAN
+    std: tuple[float, float, float] = PPOCR_DET_STD
+    buckets: tuple[int, ...] = DEFAULT_DET_BUCKETS
+
+
+@dataclass
+class DetInput:
+    """One image ready for the detector plus what is needed to map results back."""
+
+    tensor: np.ndarray  # (3, H_bucket, W_bucket) float32
+    valid_hw: tuple[int, int]  # resized (unpadded) region inside the tensor
+    work: np.ndarray  # BGR image the detector coordinates refer to (crops come from here)
+    pad_top: int  # rows of vertical padding added on top of the bounded image
+    ratio_hw: tuple[float, float]  # bounded-image pixel -> original pixel scale
+    original_hw: tuple[int, int]
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def bucket(self) -> tuple[int, int]:
+        return int(self.tensor.shape[1]), int(self.tensor.shape[2])
+
+
+def _round32(v: float) -> int:
+    return int(round(v / 32) * 32)
+
+
+def bound_image(bgr: np.ndarray, min_side: int, max_side: int) -> tuple[np.ndarray, float, float]:
+    """Shrink above ``max_side`` then grow below ``min_side`` (sides rounded to 32) like rapidocr.
+
+    Returns the image and (ratio_h, ratio_w) mapping its pixels back to the input's.
+    """
+    ratio_h = ratio_w = 1.0
+    h, w = bgr.shape[:2]
+    if max(h, w) > max_side:
+        r = max_side / max(h, w)
+        nh, nw = max(_round32(int(h * r)), 32), max(_round32(int(w * r)), 32)
+        bgr = resize_linear(bgr, nw, nh)
+        ratio_h, ratio_w = h / nh, w / nw
+    h2, w2 = bgr.shape[:2]
+    if min(h2, w2) < min_side:
+        r = min_side / min(h2, w2)
+        nh, nw = max(_round32(int(h2 * r)), 32), max(_round32(int(w2 * r)), 32)
+        bgr = resize_linear(bgr, nw, nh)
+        ratio_h, ratio_w = h / nh, w / nw  # relative to the caller's image, as rapidocr does
+    return bgr, ratio_h, ratio_w
+
+
+def vertical_pad(bgr: np.ndarray, width_height_ratio: float, min_height: int) -> tuple[np.ndarray, int]:
+    """Black bands above and below flat/short images (single text lines) so DB sees context."""
+    h, w = bgr.shape[:2]
+    if h > min_height and w / h <= width_height_ratio:
+        return bgr, 0
+    new_h = max(int(w / width_height_ratio), min_height) * 2
+    pad = int(abs(new_h - h) / 2)
+    if pad == 0:
+        return bgr, 0
+    return np.pad(bgr, ((pad, pad), (0, 0), (0, 0))), pad
+
+
+def det_resize_shape(h: int, w: int, limit_side_len: int, limit_type: str) -> tuple[int, int]:
+    """Detector input size before bucketing (rapidocr ``DetPreProcess.resize``)."""
+    if limit_type == "max":
+        ratio = limit_side_len / max(h, w) if max(h, w) > limit_side_len else 1.0
+    elif limit_type == "min":
+        ratio = limit_side_len / min(h, w) if min(h, w) < limit_side_len else 1.0
+    else:
+        raise ValueError(f"limit_type must be 'min' or 'max', got {limit_type!r}")
+    return max(_round32(int(h * ratio)), 32), max(_round32(int(w * ratio)), 32)
+
+
+def bucket_side(side: int, buckets: Sequence[int]) -> int:
+    """Smallest bucket >= side; beyond the largest bucket, the next multiple of 256."""
+    i = bisect.bisect_left(buckets, side)
+    if i < len(buckets):
+        return int(buckets[i])
+    return int(-(-side // 256) * 256)
+
+
+def bucket_shape(h: int, w: int, buckets: Sequence[int] = DEFAULT_DET_BUCKETS) -> tuple[int, int]:
+    return bucket_side(h, buckets), bucket_side(w, buckets)
+
+
+def normalize(bgr: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """HxWx3 uint8 BGR -> 3xHxW float32 ``(x/255 - mean)/std``."""
+    x = bgr.astype(np.float32) * np.float32(1 / 255.0)
+    x = (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+def prepare_det_input(bgr: np.ndarray, cfg: DetPreprocessConfig = DetPreprocessConfig()) -> DetInput:
+    """Full detector preprocessing of one BGR image (see module docstring)."""
+    original_hw = (int(bgr.shape[0]), int(bgr.shape[1]))
+    work, ratio_h, ratio_w = bound_image(bgr, cfg.min_side_len, cfg.max_side_len)
+    pad_top = 0
+    if cfg.vertical_padding:
+        work, pad_top = vertical_pad(work, cfg.width_height_ratio, cfg.min_height)
+    rh, rw = det_resize_shape(work.shape[0], work.shape[1], cfg.limit_side_len, cfg.limit_type)
+    chw = normalize(resize_linear(work, rw, rh), cfg.mean, cfg.std)
+    bh, bw = bucket_shape(rh, rw, cfg.buckets)
+    tensor = np.zeros((3, bh, bw), np.float32)
+    tensor[:, :rh, :rw] = chw
+    return DetInput(tensor, (rh, rw), work, pad_top, (ratio_h, ratio_w), original_hw)
+
+
+def stack_det_inputs(inputs: Sequence[DetInput]) -> np.ndarray:
+    """(N,3,H,W) batch; all inputs must share one bucket."""
+    shapes = {inp.bucket for inp in inputs}
+    if len(shapes) != 1:
+        raise ValueError(f"det batch mixes bucket shapes {sorted(shapes)}")
+    return np.stack([inp.tensor for inp in inputs])
+
+
+def group_by_bucket(inputs: Sequence[DetInput]) -> dict[tuple[int, int], list[int]]:
+    """Indices of ``inputs`` per bucket shape (one detector call per group)."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, inp in enumerate(inputs):
+        groups.setdefault(inp.bucket, []).append(i)
+    return groups
