@@ -1,0 +1,80 @@
+"""Service settings, read from ``OCRNET_*`` environment variables (pydantic-settings).
+
+One object carries every knob so the app factory, the batcher and the upload reader never read the
+environment themselves; tests build a ``Settings(...)`` directly instead of patching os.environ.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _split_list(value: Any) -> Any:
+    """Accept JSON lists or comma-separated strings for list settings (``a,b`` is friendlier in a shell)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return []
+        if text.startswith("["):
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """All service settings; env var = ``OCRNET_`` + upper-case field name."""
+
+    model_config = SettingsConfigDict(env_prefix="OCRNET_", env_file=None, extra="ignore")
+
+    model_dir: Path = Field(Path("models/base"), description="Default model bundle (dir holding model.json).")
+    models_root: Path = Field(
+        Path("models"),
+        description="Auto-discovery root: models/<profile>/model.json, when present, serves that profile.",
+    )
+    profile_models: dict[str, Path] = Field(
+        default_factory=dict,
+        description='Explicit profile -> model dir mapping as JSON, e.g. {"plate": "models/plate"}; wins over discovery.',
+    )
+    providers: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="onnxruntime providers to request, in order (empty = best available: TensorRT opt-in, CUDA, CPU).",
+    )
+    intra_threads: int | None = Field(None, ge=1, description="onnxruntime intra-op threads per session.")
+    inter_threads: int | None = Field(None, ge=1, description="onnxruntime inter-op threads per session.")
+
+    max_batch_size: int = Field(4, ge=1, le=256, description="Largest detector batch (images).")
+    rec_max_batch_size: int = Field(32, ge=1, le=1024, description="Largest recognizer batch (text-line crops).")
+    max_delay_ms: float = Field(5.0, ge=0, le=10_000, description="How long a batch waits to fill before it runs.")
+    max_queue: int = Field(64, ge=1, description="Images waiting for the detector before requests get 503.")
+    rec_max_queue: int = Field(4096, ge=1, description="Text-line crops waiting for the recognizer before 503.")
+    request_timeout_s: float = Field(30.0, gt=0, description="Per-request processing deadline; past it -> 504.")
+    retry_after_s: int = Field(1, ge=0, description="Retry-After header value sent with 503 responses.")
+
+    max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1, description="Largest single uploaded file (bytes).")
+    max_pixels: int = Field(40_000_000, ge=1, description="Largest image (width*height), checked before decoding.")
+    max_files: int = Field(16, ge=1, description="Most images per request.")
+
+    api_key: SecretStr | None = Field(None, description="When set, /v1/* require a matching X-API-Key header.")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Allowed CORS origins (empty = CORS off)."
+    )
+    warmup: bool = Field(True, description="Run every model once per bucket shape before reporting ready.")
+    warmup_det_shapes: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Detector bucket shapes to warm up, e.g. 768x768,768x1024 (empty = the model's base bucket).",
+    )
+    log_level: str = Field("INFO", description="Python logging level for the service loggers.")
+
+    @field_validator("providers", "cors_origins", "warmup_det_shapes", mode="before")
+    @classmethod
+    def _lists(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _empty_key_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value

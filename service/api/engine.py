@@ -1,0 +1,362 @@
+"""Model serving core: loads one OcrPipeline per model bundle, batches its stages across requests, warms it up.
+
+Per image: decode (thread) -> ``prepare_det`` (thread) -> detector batcher (shared by all requests, grouped by
+bucket shape) -> ``boxes`` + crop + rec normalisation (thread) -> recognizer batcher (crops of every image in
+flight, grouped by width bucket) -> ``assemble`` -> profile fields. Profiles map to model dirs so a finetuned
+model can serve one profile while ``model_dir`` serves the rest.
+"""
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import time
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+import numpy as np
+
+from service.api.batching import MicroBatcher, QueueFullError
+from service.api.config import Settings
+from service.api.errors import ApiError
+from service.api.metrics import Metrics
+from service.api.schemas import (
+    DEFAULT_PROFILES,
+    ImageResult,
+    ModelInfo,
+    ModelRef,
+    OcrResponse,
+    TextLine as TextLineOut,
+    Timings,
+)
+from service.api.context import current_request_id
+from service.api.uploads import DecodedImage, UploadedFile, decode_image
+from service.model_bundle import MANIFEST, sha256_file
+from service.pipeline import Detections, OcrPipeline, TextLine
+from service.vision.ctc import Decoded
+from service.vision.det_preprocess import DetInput, bucket_shape, det_resize_shape
+from service.vision.rec_preprocess import RecBatch, normalize_crop, resized_width, width_bucket
+
+log = logging.getLogger("ocrnet.api.engine")
+T = TypeVar("T")
+
+
+# ---------------------------------------------------------------- profiles
+FieldExtractor = Callable[[Sequence[TextLine], tuple[int, int]], dict[str, Any]]
+
+
+def load_profiles() -> dict[str, FieldExtractor]:
+    """Profile name -> ``extract_fields``: the service.profiles registry (PROFILES / get_profile) when it exists,
+    else every concrete ``Profile`` subclass found in the service.profiles modules."""
+    module = importlib.import_module("service.profiles")
+    registry = getattr(module, "PROFILES", None)
+    if isinstance(registry, dict) and registry:
+        return {name: _instance(profile).extract_fields for name, profile in registry.items()}
+    get_profile = getattr(module, "get_profile", None)
+    if get_profile is not None:
+        return {name: _instance(get_profile(name)).extract_fields for name in DEFAULT_PROFILES}
+    from service.profiles.base import Profile
+
+    found: dict[str, FieldExtractor] = {}
+    for sub in ("generic", "invoice", "id_document", "plate"):
+        mod = importlib.import_module(f"service.profiles.{sub}")
+        for obj in vars(mod).values():
+            if isinstance(obj, type) and issubclass(obj, Profile) and obj is not Profile and obj.__module__ == mod.__name__:
+                found[obj.name] = obj().extract_fields
+    return {name: found[name] for name in DEFAULT_PROFILES if name in found} | found
+
+
+def _instance(profile: Any) -> Any:
+    return profile() if isinstance(profile, type) else profile
+
+
+def resolve_profile_dirs(settings: Settings, profiles: Sequence[str]) -> dict[str, Path]:
+    """Explicit OCRNET_PROFILE_MODELS wins, then models/<profile>/model.json when present, else model_dir."""
+    out = {}
+    for name in profiles:
+        if name in settings.profile_models:
+            out[name] = Path(settings.profile_models[name])
+        elif (settings.models_root / name / MANIFEST).is_file():
+            out[name] = settings.models_root / name
+        else:
+            out[name] = settings.model_dir
+    unknown = sorted(set(settings.profile_models) - set(profiles))
+    if unknown:
+        raise ValueError(f"OCRNET_PROFILE_MODELS names unknown profiles {unknown}; known: {list(profiles)}")
+    return out
+
+
+def parse_shapes(specs: Sequence[str]) -> list[tuple[int, int]]:
+    shapes = []
+    for spec in specs:
+        h, _, w = spec.lower().partition("x")
+        shapes.append((int(h), int(w)))
+    return shapes
+
+
+# ---------------------------------------------------------------- one model bundle
+@dataclass
+class RecItem:
+    """One text-line crop, normalised and right-padded to its width bucket."""
+
+    tensor: np.ndarray  # (3, H, bucket)
+    bucket: int
+
+
+class ModelRunner:
+    """One model bundle: its pipeline, its two batchers, its warm-up."""
+
+    def __init__(self, model_dir: Path, profiles: list[str], settings: Settings, metrics: Metrics) -> None:
+        self.dir = model_dir
+        self.profiles = profiles
+        self.settings = settings
+        self.metrics = metrics
+        self.pipeline: OcrPipeline | None = None
+        self.det: MicroBatcher[DetInput, np.ndarray] | None = None
+        self.rec: MicroBatcher[RecItem, Decoded] | None = None
+        self.sha256: dict[str, str] = {}
+
+    @property
+    def name(self) -> str:
+        return self.pipeline.bundle.name if self.pipeline else self.dir.name
+
+    @property
+    def version(self) -> str:
+        return self.pipeline.bundle.version if self.pipeline else "unloaded"
+
+    @property
+    def providers(self) -> list[str]:
+        return list(self.pipeline.det_providers) if self.pipeline else []
+
+    def info(self) -> ModelInfo:
+        return ModelInfo(name=self.name, version=self.version, path=str(self.dir), profiles=self.profiles,
+                         sha256=self.sha256, providers=self.providers)
+
+    # -- loading (blocking; runs in a worker thread)
+    def load(self) -> None:
+        started = time.perf_counter()
+        s = self.settings
+        self.pipeline = OcrPipeline.from_dir(
+            self.dir, providers=s.providers or None, intra_threads=s.intra_threads, inter_threads=s.inter_threads
+        )
+        bundle = self.pipeline.bundle
+        self.sha256 = {**bundle.sha256, "charset": sha256_file(bundle.charset_path)}
+        log.info("loaded model %s %s from %s on %s in %.2f s", self.name, self.version, self.dir, self.providers,
+                 time.perf_counter() - started)
+
+    def warmup_det_shapes(self) -> list[tuple[int, int]]:
+        if self.settings.warmup_det_shapes:
+            return parse_shapes(self.settings.warmup_det_shapes)
+        cfg = self.pipeline.det_config  # type: ignore[union-attr]
+        side = det_resize_shape(cfg.limit_side_len, cfg.limit_side_len, cfg.limit_side_len, cfg.limit_type)
+        return [bucket_shape(*side, cfg.buckets)]
+
+    def warm_up(self) -> None:
+        """One model call per det warm-up shape and per rec width bucket, through the batch functions."""
+        started = time.perf_counter()
+        pipeline = self.pipeline
+        assert pipeline is not None
+        det_shapes = self.warmup_det_shapes()
+        for h, w in det_shapes:
+            blank = DetInput(np.zeros((3, h, w), np.float32), (h, w), np.zeros((h, w, 3), np.uint8), 0, (1.0, 1.0), (h, w))
+            self._run_det([blank])
+        for bucket in pipeline.rec_width_buckets:
+            self._run_rec([RecItem(np.zeros((3, pipeline.rec_height, bucket), np.float32), bucket)])
+        log.info("warmed up %s: det shapes %s, rec widths %s in %.2f s", self.name, det_shapes,
+                 list(pipeline.rec_width_buckets), time.perf_counter() - started)
+
+    # -- batch functions (run on each batcher's single worker thread)
+    def _run_det(self, inputs: list[DetInput]) -> list[np.ndarray]:
+        return self.pipeline.run_det(inputs)  # type: ignore[union-attr]
+
+    def _run_rec(self, items: list[RecItem]) -> list[Decoded]:
+        pipeline = self.pipeline
+        assert pipeline is not None
+        batch = RecBatch(np.stack([item.tensor for item in items]), list(range(len(items))))
+        return pipeline.decode([batch], [pipeline.run_rec(batch)])
+
+    def _rec_items(self, inp: DetInput, dets: Detections) -> list[RecItem]:
+        pipeline = self.pipeline
+        assert pipeline is not None
+        buckets, height = pipeline.rec_width_buckets, pipeline.rec_height
+        items = []
+        for crop in pipeline.crops(inp, dets):
+            bucket = width_bucket(resized_width(crop.shape[0], crop.shape[1], height, buckets[-1]), buckets)
+            items.append(RecItem(normalize_crop(crop, bucket, height), bucket))
+        return items
+
+    def start(self) -> None:
+        s = self.settings
+        self.det = MicroBatcher(
+            "det", self.name, self._run_det, bucket_of=lambda inp: inp.bucket, max_batch_size=s.max_batch_size,
+            max_delay_s=s.max_delay_ms / 1000, max_queue=s.max_queue, metrics=self.metrics,
+        )
+        self.rec = MicroBatcher(
+            "rec", self.name, self._run_rec, bucket_of=lambda item: item.bucket, max_batch_size=s.rec_max_batch_size,
+            max_delay_s=s.max_delay_ms / 1000, max_queue=s.rec_max_queue, metrics=self.metrics,
+        )
+        self.det.start()
+        self.rec.start()
+
+    async def stop(self) -> None:
+        for batcher in (self.det, self.rec):
+            if batcher is not None:
+                await batcher.stop()
+
+    # -- serving
+    async def read(self, image: DecodedImage) -> tuple[list[TextLine], float, float]:
+        """Lines of one image plus (det_ms, rec_ms); det/rec calls are shared with concurrent requests."""
+        pipeline, det, rec = self.pipeline, self.det, self.rec
+        assert pipeline is not None and det is not None and rec is not None
+        t0 = time.perf_counter()
+        inp = await asyncio.to_thread(pipeline.prepare_det, image.image)
+        prob = await det.submit(inp)
+        dets = await asyncio.to_thread(pipeline.boxes, inp, prob)
+        items = await asyncio.to_thread(self._rec_items, inp, dets)
+        t1 = time.perf_counter()
+        decoded = await rec.submit_many(items)
+        lines = pipeline.assemble(dets, decoded)
+        return lines, (t1 - t0) * 1000, (time.perf_counter() - t1) * 1000
+
+
+async def _all_or_nothing(aws: Sequence[Awaitable[T]]) -> list[T]:
+    """Like gather, but the first failure cancels the siblings (no orphan work in the batchers)."""
+    tasks: list[asyncio.Task[T]] = []
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(aw) for aw in aws]  # type: ignore[arg-type]
+    except BaseExceptionGroup as eg:
+        leaf: BaseException = eg
+        while isinstance(leaf, BaseExceptionGroup):
+            leaf = leaf.exceptions[0]
+        raise leaf from None
+    return [task.result() for task in tasks]
+
+
+# ---------------------------------------------------------------- all models
+class Engine:
+    """Owns the runners; ``ready`` flips only after every runner loaded and warmed up."""
+
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.extractors = load_profiles()
+        self.profiles = list(self.extractors)
+        dirs = resolve_profile_dirs(settings, self.profiles)
+        self._runners: dict[Path, ModelRunner] = {}
+        self.by_profile: dict[str, ModelRunner] = {}
+        for profile, model_dir in dirs.items():
+            key = model_dir.resolve()
+            if key not in self._runners:
+                self._runners[key] = ModelRunner(model_dir, [], settings, metrics)
+            self._runners[key].profiles.append(profile)
+            self.by_profile[profile] = self._runners[key]
+        self.ready = False
+        self.error: str | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def runners(self) -> list[ModelRunner]:
+        return list(self._runners.values())
+
+    async def start(self) -> None:
+        """Load and warm up in the background so /healthz answers while models load."""
+        self._task = asyncio.get_running_loop().create_task(self._load(), name="ocrnet-model-load")
+
+    async def wait_ready(self) -> None:
+        if self._task is not None:
+            await asyncio.shield(self._task)
+
+    async def _load(self) -> None:
+        try:
+            for runner in self.runners:
+                await asyncio.to_thread(runner.load)
+                if self.settings.warmup:
+                    await asyncio.to_thread(runner.warm_up)
+                runner.start()
+        except Exception as exc:  # surfaced through /readyz, the process keeps serving liveness
+            self.error = f"{type(exc).__name__}: {exc}"
+            log.exception("model loading failed")
+            return
+        self.ready = True
+        log.info("ready: %s", ", ".join(f"{r.name}->{r.profiles}" for r in self.runners))
+
+    async def close(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        for runner in self.runners:
+            await runner.stop()
+
+    def raise_unless_ready(self) -> None:
+        if self.error is not None:
+            raise ApiError(503, "models_failed", "models failed to load; see the server log")
+        if not self.ready:
+            raise ApiError(503, "not_ready", "models are loading / warming up", {"Retry-After": "1"})
+
+    async def ocr(
+        self, files: Sequence[UploadedFile], profile: str, min_confidence: float, return_polygons: bool
+    ) -> OcrResponse:
+        runner = self.by_profile[profile]
+        extract = self.extractors[profile]
+        s = self.settings
+        try:
+            async with asyncio.timeout(s.request_timeout_s):
+                images = await _all_or_nothing(
+                    [asyncio.to_thread(self._timed_decode, f, i, s.max_pixels) for i, f in enumerate(files)]
+                )
+                results = await _all_or_nothing(
+                    [self._one(runner, image, ms, extract, min_confidence, return_polygons) for image, ms in images]
+                )
+        except TimeoutError:
+            self.metrics.images.labels(profile=profile, outcome="timeout").inc(len(files))
+            raise ApiError(504, "timeout", f"processing took longer than {s.request_timeout_s:g} s") from None
+        except QueueFullError:
+            self.metrics.images.labels(profile=profile, outcome="rejected").inc(len(files))
+            raise ApiError(503, "overloaded", "server busy: queue full, retry later",
+                           {"Retry-After": str(s.retry_after_s)}) from None
+        self.metrics.images.labels(profile=profile, outcome="ok").inc(len(files))
+        return OcrResponse(
+            request_id=current_request_id(),
+            profile=profile,
+            model=ModelRef(name=runner.name, version=runner.version),
+            execution_provider=runner.providers[0] if runner.providers else "none",
+            images=results,
+        )
+
+    @staticmethod
+    def _timed_decode(upload: UploadedFile, index: int, max_pixels: int) -> tuple[DecodedImage, float]:
+        started = time.perf_counter()
+        image = decode_image(upload, index, max_pixels)
+        return image, (time.perf_counter() - started) * 1000
+
+    async def _one(
+        self, runner: ModelRunner, image: DecodedImage, decode_ms: float, extract: FieldExtractor,
+        min_confidence: float, return_polygons: bool,
+    ) -> ImageResult:
+        started = time.perf_counter()
+        lines, det_ms, rec_ms = await runner.read(image)
+        lines = [line for line in lines if line.confidence >= min_confidence]
+        t_fields = time.perf_counter()
+        fields = await asyncio.to_thread(extract, lines, (image.width, image.height))
+        fields_ms = (time.perf_counter() - t_fields) * 1000
+        return ImageResult(
+            filename=image.filename,
+            width=image.width,
+            height=image.height,
+            lines=[
+                TextLineOut(text=line.text, confidence=round(float(line.confidence), 4),
+                            polygon=[(round(x, 1), round(y, 1)) for x, y in line.polygon] if return_polygons else None)
+                for line in lines
+            ],
+            fields=fields,
+            timings_ms=Timings(
+                decode=round(decode_ms, 2), det=round(det_ms, 2), rec=round(rec_ms, 2), fields=round(fields_ms, 2),
+                total=round(decode_ms + (time.perf_counter() - started) * 1000, 2),
+            ),
+        )

@@ -1,0 +1,1 @@
+"""One thin router per capability: ocr, models, health, metrics."""

@@ -1,0 +1,97 @@
+"""POST /v1/ocr: multipart images in, text lines + profile fields out.
+
+The body is read by :func:`service.api.uploads.read_upload_form` (streamed, limits enforced per chunk), so the
+multipart schema is declared here for OpenAPI by hand instead of via FastAPI ``File()`` parameters.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field, ValidationError
+
+from service.api.errors import ApiError, error_responses
+from service.api.schemas import DEFAULT_PROFILES, OcrResponse
+from service.api.security import require_api_key
+from service.api.uploads import UploadLimits, read_upload_form
+
+router = APIRouter(tags=["ocr"], dependencies=[Depends(require_api_key)])
+
+
+class OcrOptions(BaseModel):
+    """Options after merging query string and form fields (form wins)."""
+
+    profile: str = "generic"
+    min_confidence: float = Field(0.0, ge=0.0, le=1.0)
+    return_polygons: bool = True
+
+
+def _upload_schema(profiles: tuple[str, ...]) -> dict[str, Any]:
+    return {
+        "title": "OcrUpload",
+        "type": "object",
+        "required": ["files"],
+        "properties": {
+            "files": {
+                "type": "array",
+                "items": {"type": "string", "format": "binary"},
+                "description": "One or more images (JPEG, PNG, WebP, BMP, TIFF, GIF; first frame only).",
+            },
+            "profile": {"type": "string", "enum": list(profiles), "default": "generic",
+                        "description": "Field extraction profile (overrides the query parameter)."},
+            "min_confidence": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.0,
+                               "description": "Drop lines below this recognition confidence."},
+            "return_polygons": {"type": "boolean", "default": True,
+                                "description": "Include each line's quad in image pixels."},
+        },
+    }
+
+
+def _merge_options(query: dict[str, Any], form: dict[str, str]) -> OcrOptions:
+    merged = {k: v for k, v in query.items() if v is not None}
+    merged.update(form)
+    try:
+        return OcrOptions.model_validate(merged)
+    except ValidationError as exc:
+        details = [{"loc": [str(p) for p in e["loc"]], "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        first = details[0]
+        raise ApiError(422, "validation_error", f"{'.'.join(first['loc'])}: {first['msg']}", details=details) from None
+
+
+@router.post(
+    "/v1/ocr",
+    operation_id="ocr",
+    response_model=OcrResponse,
+    summary="OCR one or more images",
+    description=(
+        "Detects and recognizes text lines in each uploaded image, then extracts the profile's fields. "
+        "Concurrent requests share model batches. Options may be given as query parameters or form fields."
+    ),
+    responses=error_responses(400, 401, 413, 415, 422, 503, 504),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"multipart/form-data": {"schema": _upload_schema(DEFAULT_PROFILES)}},
+        }
+    },
+)
+async def ocr(
+    request: Request,
+    profile: str | None = Query(None, description="generic | invoice | id | plate", examples=["invoice"]),
+    min_confidence: float | None = Query(None, ge=0.0, le=1.0, description="Drop lines below this confidence."),
+    return_polygons: bool | None = Query(None, description="Include line polygons (default true)."),
+) -> OcrResponse:
+    engine = request.app.state.engine
+    settings = request.app.state.settings
+    engine.raise_unless_ready()
+    form = await read_upload_form(request, UploadLimits(settings.max_upload_bytes, settings.max_files))
+    options = _merge_options(
+        {"profile": profile, "min_confidence": min_confidence, "return_polygons": return_polygons}, form.fields
+    )
+    if options.profile not in engine.profiles:
+        raise ApiError(
+            422, "unknown_profile", f"unknown profile {options.profile!r}; choose one of {', '.join(engine.profiles)}"
+        )
+    if not form.files:
+        raise ApiError(422, "no_files", "send at least one image in the 'files' field")
+    return await engine.ocr(form.files, options.profile, options.min_confidence, options.return_polygons)

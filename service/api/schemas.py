@@ -1,0 +1,144 @@
+"""Every request/response shape of the HTTP API, in one place (the OpenAPI schema is generated from these)."""
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DEFAULT_PROFILES: tuple[str, ...] = ("generic", "invoice", "id", "plate")
+
+
+class ErrorDetail(BaseModel):
+    """The one error shape every non-2xx response uses."""
+
+    code: str = Field(..., description="Stable machine-readable code, e.g. `invalid_image`, `file_too_large`.")
+    message: str = Field(..., description="Human-readable explanation.")
+    request_id: str = Field(..., description="Same value as the X-Request-ID response header.")
+    details: list[dict[str, Any]] | None = Field(None, description="Per-field problems for validation errors.")
+
+
+class ErrorResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "error": {
+                    "code": "invalid_image",
+                    "message": "files[0] ('scan.pdf'): not a decodable image",
+                    "request_id": "3f2c9a7e5b7d4a1c9e0f6b2d8a4c1e7f",
+                    "details": None,
+                }
+            }
+        }
+    )
+
+    error: ErrorDetail
+
+
+class TextLine(BaseModel):
+    text: str = Field(..., description="Recognized text of one line.")
+    confidence: float = Field(..., ge=0, le=1, description="Mean per-character probability (CTC greedy).")
+    polygon: list[tuple[float, float]] | None = Field(
+        None, description="Quad [[x,y]*4] in original image pixels, clockwise from top-left; null if not requested."
+    )
+
+
+class Timings(BaseModel):
+    decode: float = Field(..., description="Image decode + conversion, ms.")
+    det: float = Field(..., description="Detection (queue wait + batched inference + post-processing), ms.")
+    rec: float = Field(..., description="Recognition (queue wait + batched inference + CTC decode), ms.")
+    fields: float = Field(..., description="Profile field extraction, ms.")
+    total: float = Field(..., description="Wall time for this image inside the request, ms.")
+
+
+class ImageResult(BaseModel):
+    filename: str | None = Field(None, description="Filename the client sent for this part.")
+    width: int = Field(..., description="Width after EXIF orientation, px.")
+    height: int = Field(..., description="Height after EXIF orientation, px.")
+    lines: list[TextLine]
+    fields: dict[str, Any] = Field(default_factory=dict, description="Profile-specific structured fields.")
+    timings_ms: Timings
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+
+
+class OcrResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "request_id": "3f2c9a7e5b7d4a1c9e0f6b2d8a4c1e7f",
+                "profile": "generic",
+                "model": {"name": "base", "version": "1.0.0"},
+                "execution_provider": "CPUExecutionProvider",
+                "images": [
+                    {
+                        "filename": "receipt.png",
+                        "width": 640,
+                        "height": 200,
+                        "lines": [
+                            {
+                                "text": "TOTAL 42.50",
+                                "confidence": 0.98,
+                                "polygon": [[12.0, 30.0], [300.0, 30.0], [300.0, 70.0], [12.0, 70.0]],
+                            }
+                        ],
+                        "fields": {},
+                        "timings_ms": {"decode": 2.1, "det": 80.4, "rec": 25.0, "fields": 0.1, "total": 108.0},
+                    }
+                ],
+            }
+        }
+    )
+
+    request_id: str
+    profile: str
+    model: ModelRef
+    execution_provider: str = Field(..., description="onnxruntime provider that ran the models.")
+    images: list[ImageResult]
+
+
+class ModelInfo(BaseModel):
+    name: str
+    version: str
+    path: str = Field(..., description="Model bundle directory.")
+    profiles: list[str] = Field(..., description="Profiles served by this model.")
+    sha256: dict[str, str] = Field(..., description="SHA-256 of det/rec ONNX files and the charset.")
+    providers: list[str] = Field(..., description="onnxruntime providers obtained (first = used).")
+
+
+class ModelsResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "ready": True,
+                "models": [
+                    {
+                        "name": "base",
+                        "version": "1.0.0",
+                        "path": "models/base",
+                        "profiles": ["generic", "invoice", "id", "plate"],
+                        "sha256": {"det": "ab12...", "rec": "cd34...", "charset": "ef56..."},
+                        "providers": ["CPUExecutionProvider"],
+                    }
+                ],
+            }
+        }
+    )
+
+    ready: bool
+    models: list[ModelInfo]
+
+
+class HealthResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"example": {"status": "ok"}})
+
+    status: str = Field("ok", description="Always `ok` while the process serves HTTP.")
+
+
+class ReadyResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"example": {"status": "ready", "models": ["base"]}})
+
+    status: str = Field(..., description="`ready` once models are loaded and warmed up.")
+    models: list[str]

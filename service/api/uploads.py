@@ -1,0 +1,238 @@
+"""Read multipart uploads with limits enforced while the body streams, and decode them into RGB images safely.
+
+Why not FastAPI's ``UploadFile``: Starlette spools files over 1 MB to a temporary file on disk and only lets us
+check sizes after the whole body has been received. Here every chunk is counted as it arrives, so a 2 GB upload
+is refused after ``max_upload_bytes`` + one chunk, and image bytes never touch the disk.
+Decoding checks the pixel count from the header *before* decompressing (decompression bombs), honours EXIF
+orientation, takes the first frame of animations/multi-page files and converts any mode to 8-bit RGB.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import Request
+
+from service.api.errors import ApiError
+
+log = logging.getLogger("ocrnet.api.uploads")
+
+FILES_FIELD = "files"
+OPTION_FIELDS = frozenset({"profile", "min_confidence", "return_polygons"})
+MAX_FIELD_BYTES = 1024
+MULTIPART_OVERHEAD = 64 * 1024  # boundaries, part headers and option fields on top of the file bytes
+DECODABLE_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF", "GIF", "PPM"})
+ACCEPTED_PART_TYPES = ("image/", "application/octet-stream")
+
+# Our own max_pixels check runs on the header first; Pillow's warning would only duplicate it.
+warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+
+
+@dataclass
+class UploadedFile:
+    filename: str | None
+    content_type: str | None
+    data: bytearray = field(default_factory=bytearray)
+
+
+@dataclass
+class UploadForm:
+    files: list[UploadedFile]
+    fields: dict[str, str]
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    max_upload_bytes: int
+    max_files: int
+
+    @property
+    def max_body_bytes(self) -> int:
+        return self.max_files * self.max_upload_bytes + MULTIPART_OVERHEAD
+
+
+class _Collector:
+    """python-multipart callbacks that build parts and enforce limits as bytes arrive."""
+
+    def __init__(self, limits: UploadLimits) -> None:
+        self.limits = limits
+        self.files: list[UploadedFile] = []
+        self.fields: dict[str, str] = {}
+        self._header_field = bytearray()
+        self._header_value = bytearray()
+        self._headers: dict[bytes, bytes] = {}
+        self._target: bytearray | None = None
+        self._field_name: str | None = None
+        self._is_file = False
+
+    # -- header callbacks
+    def on_part_begin(self) -> None:
+        self._headers = {}
+        self._target = None
+        self._field_name = None
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._header_field += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._header_value += data[start:end]
+
+    def on_header_end(self) -> None:
+        self._headers[bytes(self._header_field).lower()] = bytes(self._header_value)
+        self._header_field.clear()
+        self._header_value.clear()
+
+    def on_headers_finished(self) -> None:
+        _, params = parse_options_header(self._headers.get(b"content-disposition", b""))
+        name = params.get(b"name", b"").decode("utf-8", "replace")
+        filename = params.get(b"filename")
+        self._field_name = name
+        if name == FILES_FIELD:
+            if len(self.files) >= self.limits.max_files:
+                raise ApiError(413, "too_many_files", f"at most {self.limits.max_files} files per request")
+            content_type = self._headers.get(b"content-type", b"").decode("latin-1").strip() or None
+            part = UploadedFile(filename.decode("utf-8", "replace") if filename is not None else None, content_type)
+            self.files.append(part)
+            self._target = part.data
+            self._is_file = True
+        elif filename is not None:
+            raise ApiError(422, "unexpected_field", f"file part {name!r}: images must be sent in the '{FILES_FIELD}' field")
+        elif name in OPTION_FIELDS:
+            self._target = bytearray()
+            self._is_file = False
+        else:
+            raise ApiError(422, "unexpected_field", f"unknown form field {name!r}")
+
+    # -- body callbacks
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._target is None:
+            return
+        self._target += data[start:end]
+        if self._is_file and len(self._target) > self.limits.max_upload_bytes:
+            index = len(self.files) - 1
+            raise ApiError(
+                413,
+                "file_too_large",
+                f"files[{index}] is larger than the {self.limits.max_upload_bytes}-byte limit",
+            )
+        if not self._is_file and len(self._target) > MAX_FIELD_BYTES:
+            raise ApiError(413, "field_too_large", f"form field {self._field_name!r} is too long")
+
+    def on_part_end(self) -> None:
+        if self._target is not None and not self._is_file and self._field_name:
+            self.fields[self._field_name] = self._target.decode("utf-8", "replace").strip()
+        self._target = None
+
+
+async def read_upload_form(request: Request, limits: UploadLimits) -> UploadForm:
+    """Stream-parse a multipart/form-data body; raises :class:`ApiError` (413/415/400) as soon as a limit breaks."""
+    content_type, params = parse_options_header(request.headers.get("content-type", ""))
+    if content_type != b"multipart/form-data":
+        raise ApiError(415, "unsupported_media_type", "send the images as multipart/form-data in the 'files' field")
+    boundary = params.get(b"boundary")
+    if not boundary:
+        raise ApiError(400, "bad_multipart", "multipart boundary missing from Content-Type")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limits.max_body_bytes:
+        raise ApiError(413, "request_too_large", f"request body over the {limits.max_body_bytes}-byte limit")
+
+    collector = _Collector(limits)
+    callbacks = {
+        name: getattr(collector, name)
+        for name in (
+            "on_part_begin", "on_part_data", "on_part_end", "on_header_field",
+            "on_header_value", "on_header_end", "on_headers_finished",
+        )
+    }
+    parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
+    received = 0
+    try:
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > limits.max_body_bytes:
+                raise ApiError(413, "request_too_large", f"request body over the {limits.max_body_bytes}-byte limit")
+            parser.write(chunk)
+        parser.finalize()
+    except FormParserError as exc:
+        raise ApiError(400, "bad_multipart", f"malformed multipart body: {exc}") from None
+    return UploadForm(collector.files, collector.fields)
+
+
+@dataclass
+class DecodedImage:
+    image: Image.Image  # 8-bit RGB, EXIF orientation applied
+    filename: str | None
+    width: int
+    height: int
+
+
+def _label(index: int, filename: str | None) -> str:
+    return f"files[{index}]" + (f" ({filename!r})" if filename else "")
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Any Pillow mode -> 8-bit RGB. High-bit-depth images are min-max stretched (text stays legible)."""
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img, dtype=np.float32)
+        lo, hi = float(arr.min()), float(arr.max())
+        scaled = np.zeros_like(arr) if hi <= lo else (arr - lo) * (255.0 / (hi - lo))
+        return Image.fromarray(scaled.round().astype(np.uint8), "L").convert("RGB")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def decode_image(upload: UploadedFile, index: int, max_pixels: int) -> DecodedImage:
+    """Validate and decode one uploaded file (CPU-bound: call it off the event loop)."""
+    label = _label(index, upload.filename)
+    if not upload.data:
+        raise ApiError(400, "empty_file", f"{label} is empty")
+    declared = (upload.content_type or "").lower()
+    if declared and not declared.startswith(ACCEPTED_PART_TYPES):
+        raise ApiError(415, "unsupported_media_type", f"{label}: content type {declared!r} is not an image")
+    try:
+        img = Image.open(io.BytesIO(upload.data))  # parses the header only
+    except Image.DecompressionBombError:
+        raise ApiError(413, "image_too_large", f"{label}: image has more than {max_pixels} pixels") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        raise ApiError(400, "invalid_image", f"{label}: not a decodable image") from None
+    if img.format not in DECODABLE_FORMATS:
+        raise ApiError(
+            415,
+            "unsupported_image_format",
+            f"{label}: format {img.format} not supported (use one of {', '.join(sorted(DECODABLE_FORMATS))})",
+        )
+    width, height = img.size
+    if width <= 0 or height <= 0:
+        raise ApiError(400, "invalid_image", f"{label}: image has no pixels")
+    if width * height > max_pixels:
+        raise ApiError(
+            413, "image_too_large", f"{label}: {width}x{height} is over the {max_pixels}-pixel limit"
+        )
+    try:
+        img.seek(0)  # first frame of animated GIF / multi-page TIFF
+        img.load()
+    except Image.DecompressionBombError:
+        raise ApiError(413, "image_too_large", f"{label}: image has more than {max_pixels} pixels") from None
+    except Exception:  # truncated / corrupt data surfaces as many different exception types in Pillow
+        raise ApiError(400, "invalid_image", f"{label}: image data is corrupt or truncated") from None
+    try:
+        oriented = ImageOps.exif_transpose(img)
+    except Exception:  # a broken EXIF block must not lose the image
+        log.debug("ignoring unreadable EXIF orientation for %s", label)
+        oriented = img
+    try:
+        rgb = _to_rgb(oriented)
+    except Exception:
+        raise ApiError(415, "unsupported_image_format", f"{label}: pixel mode {oriented.mode} not supported") from None
+    return DecodedImage(rgb, upload.filename, rgb.width, rgb.height)

@@ -1,0 +1,76 @@
+"""Helpers for the API tests: rendered square documents, a ready TestClient, Prometheus parsing."""
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from fastapi.testclient import TestClient
+from PIL import Image, ImageDraw
+from prometheus_client.parser import text_string_to_metric_families
+
+from rendering import DEJAVU_SANS, load_font
+from service.api.app import create_app
+from service.api.config import Settings
+
+BASE_TEXTS = ("INVOICE 12345", "Total 42.50 EUR")
+
+
+def square_doc(texts: tuple[str, ...] = BASE_TEXTS, size: int = 320, font_size: int = 28) -> Image.Image:
+    """Square page (det input lands in the warmed-up bucket), one black line of text per entry."""
+    img = Image.new("RGB", (size, size), "white")
+    draw = ImageDraw.Draw(img)
+    font = load_font(DEJAVU_SANS, font_size)
+    for i, text in enumerate(texts):
+        draw.text((16, 30 + i * 2 * font_size), text, font=font, fill="black")
+    return img
+
+
+def encode(img: Image.Image, fmt: str = "PNG", **kwargs) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kwargs)
+    return buf.getvalue()
+
+
+@contextmanager
+def ready_client(timeout_s: float = 60.0, **overrides) -> Iterator[TestClient]:
+    """TestClient over create_app(Settings(**overrides)) once /readyz says 200 (lifespan runs load + warm-up)."""
+    settings = Settings(**{"providers": ["cpu"], "intra_threads": 2, **overrides})
+    app = create_app(settings)
+    with TestClient(app) as client:
+        deadline = time.monotonic() + timeout_s
+        while client.get("/readyz").status_code != 200:
+            if app.state.engine.error or time.monotonic() > deadline:
+                raise RuntimeError(f"app never became ready: {app.state.engine.error}")
+            time.sleep(0.05)
+        yield client
+
+
+def metric_samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
+    """All samples with this exact sample name (e.g. ``ocrnet_batch_size_count``)."""
+    out = []
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                out.append((dict(sample.labels), float(sample.value)))
+    return out
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    total = 0.0
+    for sample_labels, value in metric_samples(text, name):
+        if all(sample_labels.get(k) == v for k, v in labels.items()):
+            total += value
+    return total
+
+
+def assert_error(response, status: int, code: str) -> dict:
+    """The one error model, with the request ID the response header carries."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"}, body
+    assert body["error"]["code"] == code, body
+    assert body["error"]["message"]
+    assert body["error"]["request_id"] == response.headers["x-request-id"]
+    return body["error"]

@@ -1,0 +1,123 @@
+"""MicroBatcher: cross-caller batches, shape buckets, bounded queue, gate, cancellation, failures."""
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from service.api.batching import MicroBatcher, QueueFullError
+from service.api.metrics import Metrics
+
+
+def make(run_batch, **kw) -> MicroBatcher:
+    defaults = dict(max_batch_size=4, max_delay_s=0.05, max_queue=16)
+    defaults.update(kw)
+    return MicroBatcher("stage", "m", run_batch, **defaults)
+
+
+def test_concurrent_submits_share_one_batch_and_keep_order():
+    calls: list[list[int]] = []
+
+    def run(items):
+        calls.append(list(items))
+        return [x * 10 for x in items]
+
+    async def main():
+        b = make(run)
+        b.start()
+        results = await asyncio.gather(*(b.submit(i) for i in range(4)))
+        await b.stop()
+        return results
+
+    assert asyncio.run(main()) == [0, 10, 20, 30]
+    assert calls == [[0, 1, 2, 3]]
+
+
+def test_batches_never_mix_buckets_and_respect_max_batch_size():
+    calls: list[list[tuple[str, int]]] = []
+
+    def run(items):
+        calls.append(list(items))
+        return [n for _, n in items]
+
+    async def main():
+        b = make(run, bucket_of=lambda item: item[0], max_batch_size=2, max_delay_s=0.02)
+        b.start()
+        items = [("a", 1), ("b", 2), ("a", 3), ("a", 4), ("b", 5)]
+        out = await b.submit_many(items)
+        await b.stop()
+        return out
+
+    assert asyncio.run(main()) == [1, 2, 3, 4, 5]
+    assert all(len({k for k, _ in batch}) == 1 for batch in calls)
+    assert max(len(batch) for batch in calls) == 2
+    assert sorted(n for batch in calls for _, n in batch) == [1, 2, 3, 4, 5]
+
+
+def test_queue_bound_is_all_or_nothing_and_gate_holds_batches():
+    async def main():
+        b = make(lambda items: items, max_queue=3)
+        b.start()
+        b.pause()
+        first = asyncio.ensure_future(b.submit_many([1, 2]))
+        await asyncio.sleep(0.1)
+        assert b.depth == 2 and not first.done()  # gate closed: nothing ran although max_delay passed
+        with pytest.raises(QueueFullError):
+            await b.submit_many([3, 4])  # 2 + 2 > 3: refused whole
+        assert b.depth == 2
+        b.resume()
+        assert await first == [1, 2]
+        await b.stop()
+
+    asyncio.run(main())
+
+
+def test_cancelled_items_are_skipped_and_failures_reach_only_their_batch():
+    seen: list[list[int]] = []
+
+    def run(items):
+        seen.append(list(items))
+        if -1 in items:
+            raise ValueError("bad batch")
+        return items
+
+    async def main():
+        b = make(run, max_batch_size=8, max_delay_s=0.01)
+        b.start()
+        b.pause()
+        doomed = asyncio.ensure_future(b.submit(7))
+        await asyncio.sleep(0.02)
+        doomed.cancel()  # e.g. the request timed out
+        kept = asyncio.ensure_future(b.submit(8))
+        await asyncio.sleep(0.02)
+        b.resume()
+        assert await kept == 8
+        with pytest.raises(ValueError):
+            await b.submit(-1)
+        assert await b.submit(9) == 9  # worker survived the failing batch
+        await b.stop()
+
+    asyncio.run(main())
+    assert [8] in seen and all(7 not in batch for batch in seen)
+
+
+def test_inference_runs_off_the_event_loop_and_metrics_are_recorded():
+    threads: set[str] = set()
+    metrics = Metrics()
+
+    def run(items):
+        threads.add(threading.current_thread().name)
+        return items
+
+    async def main():
+        b = MicroBatcher("det", "base", run, max_batch_size=4, max_delay_s=0.02, max_queue=8, metrics=metrics)
+        b.start()
+        await asyncio.gather(*(b.submit(i) for i in range(3)))
+        await b.stop()
+
+    asyncio.run(main())
+    assert threads and threading.main_thread().name not in threads
+    text = metrics.render().decode()
+    assert 'ocrnet_batch_size_sum{model="base",stage="det"} 3.0' in text
+    assert 'ocrnet_batch_size_count{model="base",stage="det"} 1.0' in text
