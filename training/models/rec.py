@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -388,12 +389,12 @@ def load_onnx_weights(model: OCRNetRec, proto: onnx.ModelProto) -> None:
             if bias is None:
                 raise ValueError(f"{node.name}: no bias found for {conv}")
             _copy(conv.bias, bias.reshape(-1), f"{node.name} bias", filled)
-        elif bias is not None and graph.next_op(node.output[0]).op_type != "BatchNormalization":
+        elif bias is not None:
             raise ValueError(f"{node.name}: ONNX has a bias the module lacks")
 
     for bn, node in zip(bns, bn_nodes):
         eps = next(onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == "epsilon")
-        if abs(eps - bn.eps) > 1e-9:
+        if not math.isclose(eps, bn.eps, rel_tol=1e-6):
             raise ValueError(f"{node.name}: epsilon {eps} != {bn.eps}")
         for dst, src in zip((bn.weight, bn.bias, bn.running_mean, bn.running_var), node.input[1:]):
             _copy(dst, graph.const(src), f"{node.name}:{src}", filled)
@@ -409,7 +410,7 @@ def load_onnx_weights(model: OCRNetRec, proto: onnx.ModelProto) -> None:
     if len(ln) != len(norms):
         raise ValueError(f"LayerNorm: module has {len(norms)}, ONNX has {len(ln)}")
     for norm, (eps, gamma, beta) in zip(norms, ln):
-        if abs(eps - norm.eps) > 1e-12:
+        if not math.isclose(eps, norm.eps, rel_tol=1e-6):
             raise ValueError(f"LayerNorm epsilon {eps} != {norm.eps}")
         _copy(norm.weight, gamma, "LayerNorm gamma", filled)
         _copy(norm.bias, beta, "LayerNorm beta", filled)
