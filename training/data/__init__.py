@@ -1,0 +1,1 @@
+"""Training data: synthetic generators (``synth``), user-data loaders and train/val splits."""

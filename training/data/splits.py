@@ -1,0 +1,34 @@
+"""Deterministic train/val split by hashing the image name.
+
+A name always lands in the same split, whatever else is in the set, on any machine, so adding data
+never moves a validation image into training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Callable, Iterable, TypeVar
+
+T = TypeVar("T")
+SALT = "ocrnet-split-v1"
+
+
+def split_of(name: str | Path, val_fraction: float = 0.1, salt: str = SALT) -> str:
+    """'val' or 'train' for an image name (only the file name counts, not its folder)."""
+    if not 0.0 <= val_fraction <= 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1], got {val_fraction}")
+    digest = hashlib.sha256(f"{salt}|{Path(name).name}".encode("utf-8")).digest()
+    u = int.from_bytes(digest[:8], "big") / 2**64
+    return "val" if u < val_fraction else "train"
+
+
+def split_records(items: Iterable[T], val_fraction: float = 0.1, key: Callable[[T], str | Path] | None = None,
+                  salt: str = SALT) -> tuple[list[T], list[T]]:
+    """(train, val) lists, order kept; ``key`` gives an item's image name (default: its ``.path``)."""
+    key = key or (lambda it: it.path)  # type: ignore[attr-defined]
+    train: list[T] = []
+    val: list[T] = []
+    for it in items:
+        (val if split_of(key(it), val_fraction, salt) == "val" else train).append(it)
+    return train, val
