@@ -1,0 +1,143 @@
+"""ICAO 9303 check digits, builders and the tolerant MRZ parser (service/profiles/mrz.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from service.profiles.mrz import (build_td1, build_td2, build_td3, check_digit, find_mrz, normalise_mrz_text,
+                                  parse_mrz)
+
+# ICAO Doc 9303 specimens (part 4 TD3 passport, part 5 TD1 card, part 6 TD2 card).
+TD3 = ("P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<", "L898902C36UTO7408122F1204159ZE184226B<<<<<10")
+TD1 = ("I<UTOD231458907<<<<<<<<<<<<<<<", "7408122F1204159UTO<<<<<<<<<<<6", "ERIKSSON<<ANNA<MARIA<<<<<<<<<<")
+TD2 = ("I<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<", "D231458907UTO7408122F1204159<<<<<<<6")
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ids" / "labels.jsonl"
+
+
+@pytest.mark.parametrize("data,digit", [
+    ("L898902C3", "6"), ("740812", "2"), ("120415", "9"), ("ZE184226B<<<<<", "1"),
+    ("L898902C3674081221204159ZE184226B<<<<<1", "0"), ("D23145890", "7"), ("<<<<", "0"), ("AB2134<<<", "5"),
+])
+def test_check_digit_matches_icao_examples(data: str, digit: str) -> None:
+    assert check_digit(data) == digit
+
+
+def test_check_digit_rejects_characters_outside_the_mrz_alphabet() -> None:
+    with pytest.raises(ValueError):
+        check_digit("AB-12")
+
+
+def test_td3_specimen_parses_and_validates() -> None:
+    r = parse_mrz(TD3)
+    assert r.mrz_type == "TD3" and r.valid
+    assert (r.document_type, r.issuing_country, r.surname, r.given_names) == ("P", "UTO", "ERIKSSON", "ANNA MARIA")
+    assert (r.document_number, r.nationality, r.sex, r.personal_number) == ("L898902C3", "UTO", "F", "ZE184226B")
+    assert (r.birth_date, r.expiry_date) == ("1974-08-12", "2012-04-15")
+    assert set(r.check_digits) == {"document_number", "birth_date", "expiry_date", "personal_number", "composite"}
+
+
+def test_td1_specimen_parses_and_validates() -> None:
+    r = parse_mrz(TD1)
+    assert r.mrz_type == "TD1" and r.valid and all(r.check_digits.values())
+    assert (r.document_number, r.surname, r.given_names, r.nationality) == ("D23145890", "ERIKSSON", "ANNA MARIA",
+                                                                            "UTO")
+    assert (r.birth_date, r.expiry_date, r.sex) == ("1974-08-12", "2012-04-15", "F")
+
+
+def test_td2_specimen_is_not_mistaken_for_td3() -> None:
+    r = parse_mrz(TD2)
+    assert r.mrz_type == "TD2" and r.valid
+    assert r.document_number == "D23145890" and r.mrz_lines == list(TD2)
+
+
+@pytest.mark.parametrize("pos,field", [(3, "document_number"), (15, "birth_date"), (24, "expiry_date"),
+                                       (30, "personal_number")])
+def test_corrupted_character_fails_its_check_and_the_composite(pos: int, field: str) -> None:
+    line2 = TD3[1]
+    wrong = "7" if line2[pos] != "7" else "3"
+    r = parse_mrz((TD3[0], line2[:pos] + wrong + line2[pos + 1:]))
+    assert not r.valid
+    assert r.check_digits[field] is False
+    assert r.check_digits["composite"] is False
+    assert sum(r.check_digits.values()) == 3
+
+
+def test_corrupted_check_digit_is_detected() -> None:
+    line2 = TD3[1][:9] + "5" + TD3[1][10:]
+    r = parse_mrz((TD3[0], line2))
+    assert r.check_digits["document_number"] is False and not r.valid
+
+
+def test_ocr_noise_spaces_guillemets_and_letters_in_digit_positions() -> None:
+    noisy = ("P<UTO ERIKSSON«ANNA<MARIA<<<<<<<<<<<<<<<<<<<", "L898902C3 6UTO74O8122F12O4159ZE184226B<<<<<1O")
+    r = parse_mrz(noisy)
+    assert r.valid and r.mrz_lines == list(TD3)
+    assert r.corrections  # the O->0 fixes are reported
+
+
+def test_letters_in_the_document_number_are_not_changed() -> None:
+    # 'O' inside the alphanumeric document number is legitimate and must survive.
+    l1, l2 = build_td3("P", "UTO", "DOE", "JOHN", "AB0O12345", "UTO", "900101", "M", "300101")
+    r = parse_mrz((l1, l2))
+    assert r.valid and r.document_number == "AB0O12345"
+
+
+def test_miscounted_fillers_are_refitted() -> None:
+    short1 = TD3[0][:-5]  # OCR dropped five '<' of the name filler
+    short2 = TD3[1].replace("<<<<<", "<<<")  # and two in the personal number filler
+    r = parse_mrz((short1, short2))
+    assert r.valid and r.mrz_lines == list(TD3)
+
+
+@pytest.mark.parametrize("builder,kind,n,length", [(build_td1, "TD1", 3, 30), (build_td2, "TD2", 2, 36),
+                                                   (build_td3, "TD3", 2, 44)])
+def test_builders_round_trip_through_the_parser(builder, kind: str, n: int, length: int) -> None:
+    lines = builder("ID" if kind != "TD3" else "P", "D", "Müller-Lang", "Hans Peter", "C01X00T47",
+                    "D", "640812", "M", "310101")
+    assert len(lines) == n and all(len(x) == length for x in lines)
+    assert all(set(x) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789<") for x in lines)
+    r = parse_mrz(lines)
+    assert r.mrz_type == kind and r.valid, r.check_digits
+    assert r.surname == "MULLER LANG" and r.given_names == "HANS PETER"
+    assert r.issuing_country == "D" and r.document_number == "C01X00T47"
+    assert r.birth_date == "1964-08-12" and r.expiry_date == "2031-01-01"
+
+
+def test_builder_reproduces_the_td3_specimen() -> None:
+    assert build_td3("P", "UTO", "Eriksson", "Anna Maria", "L898902C3", "UTO", "740812", "F", "120415",
+                     "ZE184226B") == TD3
+    assert build_td1("I", "UTO", "Eriksson", "Anna Maria", "D23145890", "UTO", "740812", "F", "120415") == TD1
+    assert build_td2("I", "UTO", "Eriksson", "Anna Maria", "D23145890", "UTO", "740812", "F", "120415") == TD2
+
+
+def test_find_mrz_among_other_text() -> None:
+    texts = ["PASSPORT", "Surname / Nom", "ERIKSSON", "Given names", "ANNA MARIA", *TD3]
+    r = find_mrz(texts)
+    assert r is not None and r.mrz_type == "TD3" and r.valid
+    assert find_mrz(["PASSPORT", "ANNA MARIA", "12 AUG 1974"]) is None
+
+
+def test_find_mrz_td1_card() -> None:
+    r = find_mrz(["IDENTITY CARD", *TD1, "signature"])
+    assert r is not None and r.mrz_type == "TD1" and r.valid
+
+
+def test_normalise_mrz_text() -> None:
+    assert normalise_mrz_text("p<uto eriksson«anna") == "P<UTOERIKSSON<<ANNA"
+
+
+def test_every_dev_label_mrz_validates() -> None:
+    if not DATA.is_file():
+        pytest.skip("../shared/data/ids not present")
+    records = [json.loads(x) for x in DATA.read_text().splitlines() if x.strip()]
+    for rec in records:
+        lines = [x["text"] for x in rec["lines"]]
+        r = parse_mrz(lines)
+        f = rec["fields"]
+        assert r.valid and r.mrz_lines == lines, rec["image"]
+        assert (r.document_number, r.surname, r.given_names) == (f["document_number"], f["surname"],
+                                                                 f["given_names"])
+        assert r.birth_date_raw == f["birth_date"] and r.expiry_date_raw == f["expiry_date"]
