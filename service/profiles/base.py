@@ -1,0 +1,96 @@
+"""What every domain profile shares: the text-line protocol it consumes and small layout helpers.
+
+Profiles accept any object with `.text`, `.confidence` and `.polygon` (service.pipeline.TextLine, test
+doubles, ground-truth lines in evaluation), so they never depend on the pipeline's concrete class.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, Sequence, runtime_checkable
+
+from pydantic import BaseModel
+
+__all__ = ["LineBox", "Profile", "TextLineLike", "group_rows", "line_boxes"]
+
+
+@runtime_checkable
+class TextLineLike(Protocol):
+    @property
+    def text(self) -> str: ...
+
+    @property
+    def confidence(self) -> float: ...
+
+    @property
+    def polygon(self) -> Sequence[Sequence[float]]: ...
+
+
+@dataclass(frozen=True)
+class LineBox:
+    """A text line with its axis-aligned bounds, the geometry profiles reason about."""
+
+    text: str
+    confidence: float
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    index: int
+
+    @property
+    def height(self) -> float:
+        return max(self.y1 - self.y0, 1e-6)
+
+    @property
+    def width(self) -> float:
+        return max(self.x1 - self.x0, 1e-6)
+
+    @property
+    def cx(self) -> float:
+        return (self.x0 + self.x1) / 2
+
+    @property
+    def cy(self) -> float:
+        return (self.y0 + self.y1) / 2
+
+
+def line_boxes(lines: Sequence[TextLineLike]) -> list[LineBox]:
+    """Bounds of each line, in reading order (top to bottom, then left to right within a row)."""
+    out = []
+    for i, line in enumerate(lines):
+        pts = list(line.polygon) or [(0.0, 0.0)]
+        xs, ys = [float(p[0]) for p in pts], [float(p[1]) for p in pts]
+        out.append(LineBox(str(line.text), float(line.confidence), min(xs), min(ys), max(xs), max(ys), i))
+    return [b for row in group_rows(out) for b in row]
+
+
+def group_rows(boxes: Sequence[LineBox]) -> list[list[LineBox]]:
+    """Group boxes whose vertical centres lie within half a line height of a row; rows top to bottom."""
+    rows: list[list[LineBox]] = []
+    for b in sorted(boxes, key=lambda b: b.cy):
+        for row in rows:
+            ref = row[0]
+            if abs(b.cy - ref.cy) <= 0.5 * min(b.height, ref.height):
+                row.append(b)
+                break
+        else:
+            rows.append([b])
+    return [sorted(r, key=lambda b: b.x0) for r in rows]
+
+
+class Profile(ABC):
+    """A domain profile turns OCR lines into typed fields. `fields_model` documents them in OpenAPI."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    fields_model: ClassVar[type[BaseModel]]
+
+    @abstractmethod
+    def extract(self, lines: Sequence[TextLineLike], image_size: tuple[int, int]) -> BaseModel:
+        """Fields as the profile's pydantic model."""
+
+    def extract_fields(self, lines: Sequence[TextLineLike], image_size: tuple[int, int]) -> dict[str, Any]:
+        """Fields as a JSON-serialisable dict (what the service puts in its response)."""
+        return self.extract(lines, image_size).model_dump(mode="json")
