@@ -182,7 +182,7 @@ def render_plate(rng: np.random.Generator, plate: PlateText) -> tuple[Image.Imag
     d.rounded_rectangle((1, 1, w - 2, h - 2), radius=int(h * 0.08), outline=fg if rng.random() < 0.7 else (60, 60, 60),
                         width=border)
     left, right, top, bottom = border + 6 * u, w - border - 6 * u, border + 5 * u, h - border - 5 * u
-    if plate.region == "eu":
+    if plate.region == "eu" and rng.random() < 0.85:  # blue EU band (optional: older and UK plates lack it)
         bw = int(h * 0.36)
         d.rectangle((border, border, border + bw, h - border), fill=(20, 50, 160))
         cx, cy, rad = border + bw / 2, h * 0.33, bw * 0.3
@@ -232,7 +232,27 @@ def render_plate(rng: np.random.Generator, plate: PlateText) -> tuple[Image.Imag
                 d.ellipse((sx - 4 * u, sy - 4 * u, sx + 4 * u, sy + 4 * u), fill=(150, 150, 150), outline=(90, 90, 90))
     pad_x, pad_y = (box[3] - box[1]) * 0.12, (box[3] - box[1]) * 0.1
     quad = rect_quad(box[0] - pad_x, box[1] - pad_y, box[2] + pad_x, box[3] + pad_y)
+    if rng.random() < 0.3:
+        img, quad = _dealer_frame(rng, img, quad)
     return img, quad
+
+
+DEALERS = ("AUTO MOBIL", "CITY MOTORS", "BEST CARS", "AUTOHAUS", "PREMIUM AUTO", "MOTOR CENTER", "CAR WORLD")
+
+
+def _dealer_frame(rng: np.random.Generator, plate: Image.Image, quad: list) -> tuple[Image.Image, list]:
+    """Surround the plate with a dealer frame carrying small text (unlabelled, as in real photos)."""
+    w, h = plate.size
+    side, top, bottom = int(h * 0.06) + 2, int(h * 0.06) + 2, int(h * rng.uniform(0.15, 0.25))
+    col = choice(rng, ((20, 20, 20), (200, 200, 205), (40, 40, 60)))
+    img = Image.new("RGB", (w + 2 * side, h + top + bottom), col)
+    img.paste(plate, (side, top))
+    text = choice(rng, DEALERS) + (f"  {rng.integers(100, 999)} {rng.integers(1000, 9999)}" if rng.random() < 0.6 else "")
+    font = pick_font(rng, choice(rng, ("sans_bold", "condensed")), max(int(bottom * 0.6), 6))
+    tw = font.getlength(text)
+    draw_text(ImageDraw.Draw(img), ((img.width - tw) / 2, top + h + bottom * 0.2), text, font,
+              (240, 240, 240) if col[0] < 128 else (20, 20, 20))
+    return img, [(x + side, y + top) for x, y in quad]
 
 
 # ----------------------------------------------------------------------------- samples
@@ -242,18 +262,18 @@ def plate_line(rng: np.random.Generator, plate: PlateText | None = None) -> RecS
     """A plate text crop as a detector would hand it to the recognizer: tilted, low-res, degraded."""
     plate = plate or random_plate_text(rng)
     img, quad = render_plate(rng, plate)
-    target_h = int(rng.integers(14, 64))
+    target_h = int(rng.integers(12, 64))
     f = min(1.0, 2.0 * target_h / (quad[2][1] - quad[0][1]))  # shrink first: warping a big plate is slow
     if f < 1.0:
         img = img.resize((max(int(img.width * f), 8), max(int(img.height * f), 8)), Image.Resampling.BILINEAR)
         quad = [(x * f, y * f) for x, y in quad]
     w, h = img.size
-    hm = rotation(rng.uniform(-4, 4), w / 2, h / 2) @ random_perspective(rng, w, h, 0.04)
+    hm = rotation(rng.uniform(-5, 5), w / 2, h / 2) @ random_perspective(rng, w, h, 0.06)
     hm, size = fit_canvas(hm, w, h)
     img = warp(img, hm, size, fill=tuple(int(c) for c in rng.integers(0, 120, 3)))
     x0, y0, x1, y1 = quad_bbox(apply_homography(hm, quad))
     th = y1 - y0
-    if rng.random() < 0.15:  # the whole plate (some detectors box the plate, not the characters)
+    if rng.random() < 0.3:  # the whole plate (some detectors and labellers box the plate, not the characters)
         x0, y0, x1, y1 = 0, 0, size[0], size[1]
     else:
         x0 -= th * rng.uniform(0.0, 0.35)
@@ -263,7 +283,7 @@ def plate_line(rng: np.random.Generator, plate: PlateText | None = None) -> RecS
     crop = img.crop((int(x0), int(y0), int(np.ceil(x1)), int(np.ceil(y1))))
     scale = target_h / crop.height
     crop = crop.resize((max(int(crop.width * scale), 8), target_h), Image.Resampling.BILINEAR)
-    crop = degrade(crop, rng, level=float(rng.uniform(0.3, 1.2)), allow_glare=True, low_light=0.15)
+    crop = degrade(crop, rng, level=float(rng.uniform(0.4, 1.4)), allow_glare=True, low_light=0.2)
     return RecSample(crop, plate.label)
 
 
