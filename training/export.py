@@ -1,0 +1,92 @@
+"""Export OCRNet modules to ONNX (torch.export / dynamo path) and check them against onnxruntime.
+
+The exported graphs keep the PP-OCRv6 I/O contract the service relies on: det takes ``x`` N,3,H,W and
+returns the probability map N,1,H,W; rec takes ``x`` N,3,48,W and returns softmax probabilities N,T,C.
+"""
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+OPSET = 18
+
+
+class _RecProbabilities(nn.Module):
+    """Wraps a recognizer so the exported graph ends in softmax, like the pretrained ONNX."""
+
+    def __init__(self, rec: nn.Module) -> None:
+        super().__init__()
+        self.rec = rec
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.rec(x), dim=-1)
+
+
+def _export(module: nn.Module, sample: torch.Tensor, path: Path, output: str,
+            dynamic_dims: dict[int, torch.export.Dim], metadata: dict[str, str] | None) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    module = module.eval()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore", category=FutureWarning)
+        program = torch.onnx.export(
+            module, (sample,), dynamo=True, external_data=False, opset_version=OPSET,
+            input_names=["x"], output_names=[output], dynamic_shapes={"x": dynamic_dims}, verbose=False,
+        )
+    model = program.model_proto
+    for key, value in (metadata or {}).items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.checker.check_model(model)
+    onnx.save_model(model, str(path))
+    log.info("exported %s (%.1f MB)", path, path.stat().st_size / 1e6)
+    return path
+
+
+def export_det(model: nn.Module, path: str | Path, metadata: dict[str, str] | None = None) -> Path:
+    """Export a detector with dynamic batch, height and width (both multiples of 32)."""
+    sample = torch.zeros(1, 3, 320, 480)
+    dims = {0: torch.export.Dim("batch", min=1, max=256),
+            2: 32 * torch.export.Dim("h32", min=1, max=128),
+            3: 32 * torch.export.Dim("w32", min=1, max=128)}
+    return _export(model, sample, Path(path), "prob", dims, metadata)
+
+
+def export_rec(model: nn.Module, path: str | Path, height: int = 48,
+               metadata: dict[str, str] | None = None) -> Path:
+    """Export a recognizer (softmax output) with dynamic batch and width; height stays fixed."""
+    sample = torch.zeros(2, 3, height, 320)
+    dims = {0: torch.export.Dim("batch", min=1, max=1024),
+            3: torch.export.Dim("width", min=16, max=4096)}
+    return _export(_RecProbabilities(model), sample, Path(path), "probs", dims, metadata)
+
+
+def onnx_max_abs_diff(onnx_path: str | Path, reference: nn.Module | None, inputs: Sequence[np.ndarray],
+                      reference_onnx: str | Path | None = None) -> float:
+    """Largest |onnx - reference| over ``inputs``; the reference is a torch module or another ONNX file."""
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    ref_session = (ort.InferenceSession(str(reference_onnx), providers=["CPUExecutionProvider"])
+                   if reference_onnx is not None else None)
+    worst = 0.0
+    for array in inputs:
+        got = session.run(None, {session.get_inputs()[0].name: array})[0]
+        if ref_session is not None:
+            want = ref_session.run(None, {ref_session.get_inputs()[0].name: array})[0]
+        else:
+            assert reference is not None
+            with torch.no_grad():
+                want = reference.eval()(torch.from_numpy(array)).numpy()
+        if got.shape != want.shape:
+            raise ValueError(f"shape mismatch {got.shape} vs {want.shape}")
+        worst = max(worst, float(np.abs(got - want).max()))
+    return worst
