@@ -6,8 +6,16 @@ import numpy as np
 import pytest
 
 from training.evaluation.matching import greedy_match, iou_matrix, polygon_iou, to_polygon
-from training.evaluation.metrics import (PRCounts, RecCounts, alnum_key, cer, det_counts, edit_distance, fold_o0,
-                                         normalise_text)
+from training.evaluation.metrics import (
+    PRCounts,
+    RecCounts,
+    alnum_key,
+    cer,
+    det_counts,
+    edit_distance,
+    fold_o0,
+    normalise_text,
+)
 from training.evaluation.report import DomainReport, render_comparison, render_report
 
 SQ = [[0, 0], [2, 0], [2, 2], [0, 2]]

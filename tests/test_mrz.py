@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from service.profiles.mrz import (build_td1, build_td2, build_td3, check_digit, find_mrz, normalise_mrz_text,
-                                  parse_mrz)
+from service.profiles.mrz import build_td1, build_td2, build_td3, check_digit, find_mrz, normalise_mrz_text, parse_mrz
 
 # ICAO Doc 9303 specimens (part 4 TD3 passport, part 5 TD1 card, part 6 TD2 card).
 TD3 = ("P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<", "L898902C36UTO7408122F1204159ZE184226B<<<<<10")

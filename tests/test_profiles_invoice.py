@@ -142,7 +142,7 @@ def test_fields_from_sroie_ground_truth_lines() -> None:
         rec = json.loads(raw)
         lab = rec["fields"]
         f = profile.extract_fields([_GT(x["text"], 1.0, x["box"]) for x in rec["lines"]], (1000, 1000))
-        norm = lambda s: " ".join((s or "").upper().split())  # noqa: E731
+        norm = lambda s: " ".join((s or "").upper().split())
         n += 1
         hits["company"] += norm(f["company"]) == norm(lab["company"])
         hits["date"] += norm(f["date_raw"]) == norm(lab["date"])

@@ -6,7 +6,8 @@ can be trusted when `valid` is true. The visual zone varies per country and is l
 
 from __future__ import annotations
 
-from typing import ClassVar, Sequence
+from collections.abc import Sequence
+from typing import ClassVar
 
 from pydantic import BaseModel, Field
 

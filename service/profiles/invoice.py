@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import ClassVar, Sequence
+from typing import ClassVar
 
 from pydantic import BaseModel, Field
 

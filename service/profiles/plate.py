@@ -12,15 +12,23 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Sequence
+from typing import ClassVar
 
 from pydantic import BaseModel, Field
 
 from .base import LineBox, Profile, TextLineLike, line_boxes
 
-__all__ = ["PlateFields", "PlateFormat", "PlateMatch", "PlateProfile", "PLATE_FORMATS", "match_plate",
-           "plate_key"]
+__all__ = [
+    "PLATE_FORMATS",
+    "PlateFields",
+    "PlateFormat",
+    "PlateMatch",
+    "PlateProfile",
+    "match_plate",
+    "plate_key",
+]
 
 _TO_DIGIT = {"O": "0", "Q": "0", "D": "0", "I": "1", "B": "8", "S": "5", "Z": "2", "G": "6"}
 _TO_LETTER = {"0": "O", "1": "I", "8": "B", "5": "S", "2": "Z", "6": "G"}

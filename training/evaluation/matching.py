@@ -6,7 +6,7 @@ most once, so a detector cannot score twice by splitting or duplicating a line.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from shapely.geometry import Polygon, box

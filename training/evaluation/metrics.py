@@ -7,8 +7,9 @@ the corpus-level value (not a mean of per-image ratios) and empty images do not 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Self
 
 from rapidfuzz.distance import Levenshtein
 
@@ -37,7 +38,7 @@ class PRCounts:
     n_pred: int = 0
     n_gt: int = 0
 
-    def __iadd__(self, other: "PRCounts") -> "PRCounts":
+    def __iadd__(self, other: PRCounts) -> Self:
         self.tp += other.tp
         self.n_pred += other.n_pred
         self.n_gt += other.n_gt
@@ -102,7 +103,7 @@ class RecCounts:
         self.edits += edit_distance(pred, gt)
         self.chars += len(gt)
 
-    def __iadd__(self, other: "RecCounts") -> "RecCounts":
+    def __iadd__(self, other: RecCounts) -> Self:
         self.n += other.n
         self.correct += other.correct
         self.edits += other.edits

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 __all__ = ["METRIC_DOCS", "DomainReport", "render_comparison", "render_report", "render_reports"]
 

@@ -15,13 +15,15 @@ with the labels (the labels keep the document's own formats):
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Protocol
 
 from PIL import Image, ImageOps
 
@@ -104,7 +106,7 @@ def _score_plates(records: list[LabelRecord], preds: list[list[TextLineLike]], s
         exact_o0 += fold_o0(got) == fold_o0(label)
         rec.add(got, label)
         ordered = [alnum_key(b.text) for b in line_boxes(lines)]
-        keys = set(ordered) | {a + b for a, b in zip(ordered, ordered[1:])}
+        keys = set(ordered) | {a + b for a, b in itertools.pairwise(ordered)}
         in_lines += label in keys
         shapes = [ln.shape for ln in r.lines if ln.shape is not None]
         if shapes:
@@ -220,9 +222,9 @@ def _score_ids(records: list[LabelRecord], preds: list[list[TextLineLike]], size
                       "birth_date": _yymmdd(fields.get("birth_date")),
                       "expiry_date": _yymmdd(fields.get("expiry_date")),
                       "surname": fields.get("surname") or "", "given_names": fields.get("given_names") or ""}
-        for k in field_hits:
+        for k, hits in field_hits.items():
             if k in lab:
-                field_hits[k].append(int(normalise_text(got_fields[k]) == normalise_text(str(lab[k]))))
+                hits.append(int(normalise_text(got_fields[k]) == normalise_text(str(lab[k]))))
         per_image.append({"image": r.image.name, "mrz_lines": got_lines, "labels": gt_lines, "exact": same,
                           "valid": fields.get("valid"), "check_digits": fields.get("check_digits")})
     n = len(records)
