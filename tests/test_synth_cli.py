@@ -9,7 +9,7 @@ import pytest
 
 from training.data.loaders import load_records
 from training.data.synth import main_synth
-from training.data.synth.cli import generate
+from training.data.synth.registry import SyntheticSamples, generate
 
 
 @pytest.mark.parametrize("domain", ["plates", "receipts", "ids"])
@@ -49,3 +49,17 @@ def test_start_extends_a_run(tmp_path):
     records = load_records(tmp_path)
     assert [r.lines[0].text for r in records] == [generate("plates", "lines", 0, i).text for i in range(4)]
     assert len({r.path.name for r in records}) == 4
+    main_synth(["--domain", "plates", "--n", "4", "--seed", "0", "--out", str(tmp_path)])  # a re-run adds nothing
+    assert len(load_records(tmp_path)) == 4
+
+
+def test_synthetic_samples_sequence_is_lazy_and_indexed():
+    seq = SyntheticSamples("receipts", "lines", 5, seed=2, start=10)
+    assert len(seq) == 5
+    assert seq[0].text == generate("receipts", "lines", 2, 10).text
+    assert seq[-1].image.tobytes() == generate("receipts", "lines", 2, 14).image.tobytes()
+    assert [s.text for s in seq[1:3]] == [generate("receipts", "lines", 2, i).text for i in (11, 12)]
+    with pytest.raises(IndexError):
+        seq[5]
+    with pytest.raises(ValueError):
+        SyntheticSamples("menus", "lines", 3)

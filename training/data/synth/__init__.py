@@ -12,4 +12,13 @@ def main_synth(argv: Sequence[str] | None = None) -> int:
     return _main(argv)
 
 
-__all__ = ["main_synth"]
+def __getattr__(name: str):
+    """``SyntheticSamples`` / ``generate`` without importing every generator at package import."""
+    if name in ("SyntheticSamples", "generate", "GENERATORS", "DOMAINS", "KINDS"):
+        from training.data.synth import registry
+
+        return getattr(registry, name)
+    raise AttributeError(name)
+
+
+__all__ = ["main_synth", "SyntheticSamples", "generate"]

@@ -10,29 +10,11 @@ import argparse
 import json
 import time
 from pathlib import Path
-from typing import Callable, Sequence
-
-import numpy as np
+from typing import Sequence
 
 from training.data.samples import DetSample, RecSample
-from training.data.synth.common import check_fonts, sample_seed
-from training.data.synth.ids import id_line, id_page
-from training.data.synth.plates import plate_line, plate_scene
-from training.data.synth.receipts import receipt_line, receipt_page
-
-GENERATORS: dict[tuple[str, str], Callable[[np.random.Generator], RecSample | DetSample]] = {
-    ("plates", "lines"): plate_line,
-    ("plates", "pages"): plate_scene,
-    ("receipts", "lines"): receipt_line,
-    ("receipts", "pages"): receipt_page,
-    ("ids", "lines"): id_line,
-    ("ids", "pages"): id_page,
-}
-
-
-def generate(domain: str, kind: str, seed: int, index: int) -> RecSample | DetSample:
-    """Sample ``index`` of run ``seed``: the same (domain, kind, seed, index) always gives the same sample."""
-    return GENERATORS[(domain, kind)](sample_seed(seed, index))
+from training.data.synth.common import check_fonts
+from training.data.synth.registry import DOMAINS, KINDS, generate
 
 
 def to_record(sample: RecSample | DetSample, image_name: str, domain: str) -> dict:
@@ -45,28 +27,40 @@ def to_record(sample: RecSample | DetSample, image_name: str, domain: str) -> di
 
 
 def write_dataset(domain: str, kind: str, n: int, seed: int, out: Path, start: int = 0,
-                  jpeg_quality: int = 92) -> Path:
-    """Generate samples start..start+n-1 into ``out`` (images + labels.jsonl, appended); returns the jsonl path."""
+                  jpeg_quality: int = 92) -> tuple[Path, int]:
+    """Generate samples start..start+n-1 into ``out`` (images + labels.jsonl, appended).
+
+    Idempotent: samples whose image is already listed in labels.jsonl are skipped, so re-running a
+    command (or an interrupted run) never duplicates records. Returns (jsonl path, samples written).
+    """
     check_fonts()
     out.mkdir(parents=True, exist_ok=True)
     labels = out / "labels.jsonl"
+    done: set[str] = set()
+    if labels.is_file():
+        done = {json.loads(x)["image"] for x in labels.read_text(encoding="utf-8").splitlines() if x.strip()}
     ext = "png" if kind == "lines" else "jpg"
+    written = 0
     with labels.open("a", encoding="utf-8") as f:
         for i in range(start, start + n):
-            sample = generate(domain, kind, seed, i)
             name = f"{domain}_{kind}_s{seed}_{i:07d}.{ext}"
+            if name in done:
+                continue
+            sample = generate(domain, kind, seed, i)
             if ext == "png":
                 sample.image.save(out / name, format="PNG", compress_level=1)
             else:
                 sample.image.save(out / name, format="JPEG", quality=jpeg_quality)
             f.write(json.dumps(to_record(sample, name, domain), ensure_ascii=False) + "\n")
-    return labels
+            f.flush()
+            written += 1
+    return labels, written
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     p = parser or argparse.ArgumentParser(prog="ocrnet synth", description=__doc__)
-    p.add_argument("--domain", choices=("plates", "receipts", "ids"), required=True)
-    p.add_argument("--kind", choices=("lines", "pages"), default="lines",
+    p.add_argument("--domain", choices=DOMAINS, required=True)
+    p.add_argument("--kind", choices=KINDS, default="lines",
                    help="lines: recognizer crops; pages: scenes/pages with line quads for the detector")
     p.add_argument("--n", type=int, default=1000, help="number of samples")
     p.add_argument("--seed", type=int, default=0)
@@ -78,9 +72,10 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 def main_synth(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     t0 = time.perf_counter()
-    labels = write_dataset(args.domain, args.kind, args.n, args.seed, args.out, start=args.start)
+    labels, written = write_dataset(args.domain, args.kind, args.n, args.seed, args.out, start=args.start)
     dt = time.perf_counter() - t0
-    print(f"wrote {args.n} {args.domain} {args.kind} to {labels} in {dt:.1f} s ({1000 * dt / max(args.n, 1):.1f} ms/sample)")
+    print(f"wrote {written} {args.domain} {args.kind} to {labels} ({args.n - written} already there) in {dt:.1f} s "
+          f"({1000 * dt / max(written, 1):.1f} ms/sample)")
     return 0
 
 
