@@ -79,3 +79,26 @@ def test_cors_is_off_by_default_and_on_when_configured(base_model_dir):
     on = TestClient(create_app(Settings(model_dir=base_model_dir, cors_origins=["https://app.example"])))
     r = on.options("/v1/ocr", headers=preflight)
     assert r.headers["access-control-allow-origin"] == "https://app.example"
+
+
+def test_openapi_documents_every_route_with_ids_tags_models_and_errors(base_model_dir):
+    schema = TestClient(create_app(Settings(model_dir=base_model_dir))).get("/openapi.json").json()
+    operations = {(path, method): op for path, item in schema["paths"].items() for method, op in item.items()}
+    assert {(p, m) for p, m in operations} == {("/v1/ocr", "post"), ("/v1/models", "get"), ("/healthz", "get"),
+                                               ("/readyz", "get"), ("/metrics", "get")}
+    for (path, _), op in operations.items():
+        assert op["operationId"] and op["tags"], path
+        assert op["responses"]["200"]["content"], path
+        for status, response in op["responses"].items():
+            if status.startswith(("4", "5")):
+                ref = response["content"]["application/json"]["schema"]["$ref"]
+                assert ref.endswith("/ErrorResponse"), (path, status)
+    ocr = operations[("/v1/ocr", "post")]
+    assert {"400", "401", "413", "415", "422", "503", "504"} <= set(ocr["responses"])
+    assert "Retry-After" in ocr["responses"]["503"]["headers"]
+    assert "HTTPValidationError" not in schema["components"]["schemas"]  # 422s use the one error model too
+    upload = schema["components"]["schemas"]["OcrUpload"]
+    assert upload["properties"]["files"]["items"]["format"] == "binary"
+    assert upload["properties"]["profile"]["enum"] == ["generic", "invoice", "id", "plate"]
+    for name in ("OcrResponse", "ErrorResponse", "ModelsResponse", "HealthResponse", "ReadyResponse"):
+        assert schema["components"]["schemas"][name].get("example"), name

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from pydantic import BaseModel, Field, ValidationError
 
 from service.api.errors import ApiError, error_responses
-from service.api.schemas import DEFAULT_PROFILES, OcrResponse
+from service.api.schemas import OcrResponse
 from service.api.security import require_api_key
 from service.api.uploads import UploadLimits, read_upload_form
 
@@ -26,9 +26,13 @@ class OcrOptions(BaseModel):
     return_polygons: bool = True
 
 
-def _upload_schema(profiles: tuple[str, ...]) -> dict[str, Any]:
+UPLOAD_SCHEMA_NAME = "OcrUpload"
+
+
+def upload_schema(profiles: list[str]) -> dict[str, Any]:
+    """The multipart body schema; registered under components by the app (see ``register_upload_schema``)."""
     return {
-        "title": "OcrUpload",
+        "title": UPLOAD_SCHEMA_NAME,
         "type": "object",
         "required": ["files"],
         "properties": {
@@ -45,6 +49,22 @@ def _upload_schema(profiles: tuple[str, ...]) -> dict[str, Any]:
                                 "description": "Include each line's quad in image pixels."},
         },
     }
+
+
+def register_upload_schema(app: FastAPI) -> None:
+    """Add OcrUpload to the OpenAPI components (profiles from the live registry) so clients get a named model."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            schema.setdefault("components", {}).setdefault("schemas", {})[UPLOAD_SCHEMA_NAME] = upload_schema(
+                list(app.state.engine.profiles)
+            )
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _merge_options(query: dict[str, Any], form: dict[str, str]) -> OcrOptions:
@@ -71,7 +91,7 @@ def _merge_options(query: dict[str, Any], form: dict[str, str]) -> OcrOptions:
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"multipart/form-data": {"schema": _upload_schema(DEFAULT_PROFILES)}},
+            "content": {"multipart/form-data": {"schema": {"$ref": f"#/components/schemas/{UPLOAD_SCHEMA_NAME}"}}},
         }
     },
 )

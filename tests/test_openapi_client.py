@@ -1,0 +1,105 @@
+"""The OpenAPI schema generates a working client: a real uvicorn server on a free port serves models/base, the
+schema it serves goes through ``openapi-python-client generate``, and the generated package OCRs a rendered image."""
+from __future__ import annotations
+
+import importlib
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from api_support import BASE_TEXTS, encode, square_doc
+
+KEY = "client-test-key"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(base_model_dir, repo_root, tmp_path_factory):
+    port = free_port()
+    env = {**os.environ, "OCRNET_MODEL_DIR": str(base_model_dir), "OCRNET_PROVIDERS": "cpu",
+           "OCRNET_INTRA_THREADS": "2", "OCRNET_API_KEY": KEY}
+    log_path = tmp_path_factory.mktemp("server") / "uvicorn.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "service.api.app:create_app", "--factory",
+             "--host", "127.0.0.1", "--port", str(port)],
+            cwd=repo_root, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, log_path.read_text()
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def generated(server, tmp_path_factory):
+    out = tmp_path_factory.mktemp("client")
+    config = out / "config.yml"
+    config.write_text("package_name_override: ocrnet_client\nproject_name_override: ocrnet-client\npost_hooks: []\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "openapi_python_client", "generate", "--url", f"{server}/openapi.json",
+         "--meta", "none", "--config", str(config), "--output-path", str(out / "ocrnet_client"),
+         "--fail-on-warning"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    sys.path.insert(0, str(out))
+    try:
+        yield importlib.import_module("ocrnet_client")
+    finally:
+        sys.path.remove(str(out))
+        for name in [m for m in sys.modules if m == "ocrnet_client" or m.startswith("ocrnet_client.")]:
+            del sys.modules[name]
+
+
+def test_generated_client_ocrs_an_image(server, generated):
+    api_ocr = importlib.import_module("ocrnet_client.api.ocr.ocr")
+    api_models = importlib.import_module("ocrnet_client.api.models.list_models")
+    models = importlib.import_module("ocrnet_client.models")
+    types = importlib.import_module("ocrnet_client.types")
+
+    client = generated.AuthenticatedClient(base_url=server, token=KEY, prefix="", auth_header_name="X-API-Key",
+                                           timeout=httpx.Timeout(300))
+    body = models.OcrUpload(
+        files=[types.File(payload=io.BytesIO(encode(square_doc())), file_name="doc.png", mime_type="image/png")],
+        profile=models.OcrUploadProfile.INVOICE,
+    )
+    response = api_ocr.sync_detailed(client=client, body=body)
+    assert response.status_code == 200, response.content
+    result = response.parsed
+    assert isinstance(result, models.OcrResponse)
+    assert result.profile == "invoice" and result.model.name == "base"
+    assert [line.text for line in result.images[0].lines] == list(BASE_TEXTS)
+    assert result.images[0].fields.additional_properties["total"] == "42.50"
+
+    listed = api_models.sync(client=client)
+    assert isinstance(listed, models.ModelsResponse) and listed.models[0].name == "base"
+
+    anonymous = generated.Client(base_url=server)
+    denied = api_models.sync_detailed(client=anonymous)
+    assert denied.status_code == 401
+    assert isinstance(denied.parsed, models.ErrorResponse) and denied.parsed.error.code == "unauthorized"
