@@ -1,0 +1,198 @@
+"""OCRNet pipeline vs RapidOCR (PP-OCRv6 small det/rec), in one process, same images, same thread budget.
+
+Both engines read the same encoded image bytes (decode included in both timings), one image at a time, with
+onnxruntime limited to `--threads` intra-op threads. Images alternate which engine goes first so machine-load drift
+hits both equally. Reports images/s for each and the ratio, plus licence-plate exact match on the plate set:
+the same plate picker turns each engine's text lines into one plate (service.profiles.plate when importable,
+else the longest alphanumeric line) and plates compare after removing spaces/hyphens and upper-casing.
+RapidOCR runs without its angle classifier (OCRNet has none), so both do det + rec only.
+
+RapidOCR needs opencv, which the main .venv must not carry: run this with the bench venv
+(`bench/setup_rapidocr_venv.sh` makes .cache/rapidocr-venv, which also sees every .venv package):
+
+    .cache/rapidocr-venv/bin/python bench/compare_rapidocr.py --threads 2 --out bench/results/compare_rapidocr.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import DEFAULT_PLATES, REPO, git_commit, machine_description, markdown_table  # noqa: E402
+
+sys.path.insert(0, str(REPO))
+
+
+@dataclass(frozen=True)
+class Line:
+    """The TextLine shape profiles consume, built from either engine's output."""
+
+    text: str
+    confidence: float
+    polygon: list[tuple[float, float]]
+
+
+def normalise_plate(text: str | None) -> str:
+    """Comparison key of the brief: spaces and hyphens removed, upper-case."""
+    return re.sub(r"[\s\-]", "", text or "").upper()
+
+
+def longest_alnum_line(lines: Sequence[Line]) -> str | None:
+    """Fallback plate picker: the line with the most alphanumerics."""
+    best = max(lines, key=lambda ln: sum(ch.isalnum() for ch in ln.text), default=None)
+    return best.text if best is not None else None
+
+
+def make_plate_picker() -> tuple[str, Callable[[Sequence[Line], tuple[int, int]], str | None]]:
+    try:
+        from service.profiles.plate import PlateProfile
+    except ImportError:
+        return "longest-alphanumeric-line heuristic", lambda lines, size: longest_alnum_line(lines)
+    profile = PlateProfile()
+    return "service.profiles.plate.PlateProfile", lambda lines, size: profile.extract(lines, size).plate
+
+
+def load_labels(data_dir: Path) -> dict[str, str]:
+    labels = {}
+    for row in (data_dir / "labels.jsonl").read_text().splitlines():
+        if row.strip():
+            rec = json.loads(row)
+            labels[rec["image"]] = rec["fields"]["plate"]
+    return labels
+
+
+def ocrnet_engine(model_dir: Path, threads: int) -> Callable[[bytes], list[Line]]:
+    from service.pipeline import OcrPipeline
+
+    pipe = OcrPipeline.from_dir(model_dir, providers=["CPUExecutionProvider"], intra_threads=threads,
+                                inter_threads=1)
+
+    def run(data: bytes) -> list[Line]:
+        return [Line(t.text, t.confidence, [tuple(map(float, p)) for p in t.polygon]) for t in pipe.read(data)]
+
+    return run
+
+
+def rapidocr_engine(threads: int) -> Callable[[bytes], list[Line]]:
+    import rapidocr
+    from rapidocr import ModelType, OCRVersion, RapidOCR
+
+    models = Path(rapidocr.__file__).parent / "models"
+    engine = RapidOCR(params={
+        "Global.use_cls": False,
+        "Global.log_level": "warning",
+        "Det.ocr_version": OCRVersion.PPOCRV6, "Det.model_type": ModelType.SMALL,
+        "Det.model_path": str(models / "PP-OCRv6_det_small.onnx"),
+        "Rec.ocr_version": OCRVersion.PPOCRV6, "Rec.model_type": ModelType.SMALL,
+        "Rec.model_path": str(models / "PP-OCRv6_rec_small.onnx"),
+        "EngineConfig.onnxruntime.intra_op_num_threads": threads,
+        "EngineConfig.onnxruntime.inter_op_num_threads": 1,
+    })
+
+    def run(data: bytes) -> list[Line]:
+        out = engine(data)
+        if out.boxes is None or out.txts is None:
+            return []
+        return [Line(t, float(s), [tuple(map(float, p)) for p in box])
+                for box, t, s in zip(out.boxes, out.txts, out.scores, strict=True)]
+
+    return run
+
+
+def image_size(data: bytes) -> tuple[int, int]:
+    from io import BytesIO
+
+    from PIL import Image
+
+    with Image.open(BytesIO(data)) as im:
+        return im.size
+
+
+def compare(data_dir: Path, model_dir: Path, threads: int, limit: int | None, warmup: int) -> dict:
+    labels = load_labels(data_dir)
+    names = sorted(labels)[:limit] if limit else sorted(labels)
+    blobs = {n: (data_dir / n).read_bytes() for n in names}
+    picker_name, pick = make_plate_picker()
+    engines = {"ocrnet": ocrnet_engine(model_dir, threads), "rapidocr": rapidocr_engine(threads)}
+    for name in names[:warmup]:
+        for run in engines.values():
+            run(blobs[name])
+    seconds = {k: 0.0 for k in engines}
+    correct = {k: 0 for k in engines}
+    any_line = {k: 0 for k in engines}
+    per_image = []
+    order = list(engines)
+    for i, name in enumerate(names):
+        truth = normalise_plate(labels[name])
+        size = image_size(blobs[name])
+        row = {"image": name, "truth": truth}
+        for key in order if i % 2 == 0 else order[::-1]:
+            t0 = time.perf_counter()
+            lines = engines[key](blobs[name])
+            seconds[key] += time.perf_counter() - t0
+            plate = normalise_plate(pick(lines, size))
+            correct[key] += plate == truth
+            any_line[key] += any(normalise_plate(ln.text) == truth for ln in lines)
+            row[key] = plate
+        per_image.append(row)
+        print(f"[{i + 1}/{len(names)}] {name}: truth {truth} ocrnet {row['ocrnet']} rapidocr {row['rapidocr']}",
+              file=sys.stderr, flush=True)
+    n = len(names)
+    summary = {
+        key: {"images_per_s": round(n / seconds[key], 3), "seconds": round(seconds[key], 2),
+              "plate_exact": round(correct[key] / n, 4), "plate_exact_count": correct[key],
+              "any_line_exact": round(any_line[key] / n, 4)}
+        for key in engines
+    }
+    return {
+        "machine": machine_description(), "commit": git_commit(), "threads": threads, "images": n,
+        "data": str(data_dir),
+        "model_dir": str(model_dir), "plate_picker": picker_name, "warmup_images": warmup,
+        "speed_ratio_ocrnet_over_rapidocr": round(summary["ocrnet"]["images_per_s"] /
+                                                  summary["rapidocr"]["images_per_s"], 3),
+        "engines": summary, "per_image": per_image,
+    }
+
+
+def to_markdown(report: dict) -> str:
+    rows = [[k, v["images_per_s"], f"{v['plate_exact']:.1%} ({v['plate_exact_count']}/{report['images']})",
+             f"{v['any_line_exact']:.1%}"] for k, v in report["engines"].items()]
+    table = markdown_table(["engine", "images/s", "plate exact match", "plate in any line"], rows)
+    return (f"{table}\n\nOCRNet/RapidOCR speed ratio: {report['speed_ratio_ocrnet_over_rapidocr']}. "
+            f"{report['images']} images, {report['threads']} intra-op threads each, plate picker: "
+            f"{report['plate_picker']}. Machine: {report['machine']}.\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, default=DEFAULT_PLATES, help="plates folder with labels.jsonl")
+    ap.add_argument("--model-dir", type=Path, default=REPO / "models" / "base")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--limit", type=int, default=None, help="first N images (name order)")
+    ap.add_argument("--warmup", type=int, default=2, help="images run once per engine before timing")
+    ap.add_argument("--out", type=Path, default=None, help="write the JSON report here (and a .md next to it)")
+    args = ap.parse_args(argv)
+    try:
+        import rapidocr  # noqa: F401
+    except ImportError:
+        print("rapidocr is not importable here: run bench/setup_rapidocr_venv.sh and use "
+              ".cache/rapidocr-venv/bin/python", file=sys.stderr)
+        return 2
+    report = compare(args.data, args.model_dir, args.threads, args.limit, args.warmup)
+    md = to_markdown(report)
+    print(md)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2))
+        args.out.with_suffix(".md").write_text(md)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

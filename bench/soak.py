@@ -1,0 +1,143 @@
+"""Soak test: many requests with random image sizes against a running server, watching the server's RSS.
+
+A leak in the batcher, the upload path or onnxruntime's arena (new input shapes each request) shows up as RSS that
+keeps climbing. RSS is sampled (psutil, process + children) at start, every `--every` requests and at the end;
+the verdict compares the end with the level right after warm-up: pass when end <= warm * (1 + tolerance).
+Give the server's PID (`--pid`), or let the script find the process listening on the URL's port.
+
+    .venv/bin/python bench/soak.py --url http://127.0.0.1:8000 --requests 5000 --concurrency 8
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import random
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+import psutil
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import DEFAULT_PLATES, git_commit, list_images, machine_description  # noqa: E402
+
+
+def find_server_pid(port: int) -> int:
+    """PID of the process listening on `port` (needs permission to see the socket's owner)."""
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
+            return conn.pid
+    raise SystemExit(f"no process found listening on port {port}; pass --pid")
+
+
+def rss_mb(proc: psutil.Process) -> float:
+    total = proc.memory_info().rss
+    for child in proc.children(recursive=True):
+        try:
+            total += child.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total / 2**20
+
+
+def make_variants(sources: list[Path], n: int, min_side: int, max_side: int, seed: int) -> list[bytes]:
+    """`n` JPEGs of random sizes (longest side uniform in [min_side, max_side]) made from the source images."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        with Image.open(rng.choice(sources)) as im:
+            im = im.convert("RGB")
+            side = rng.randint(min_side, max_side)
+            scale = side / max(im.size)
+            size = (max(8, round(im.width * scale)), max(8, round(im.height * scale)))
+            buf = io.BytesIO()
+            im.resize(size, Image.BILINEAR).save(buf, format="JPEG", quality=85)
+            out.append(buf.getvalue())
+    return out
+
+
+async def soak(url: str, proc: psutil.Process, variants: list[bytes], total: int, concurrency: int, every: int,
+               warmup: int, profile: str, seed: int, timeout_s: float) -> dict:
+    rng = random.Random(seed)
+    samples: list[tuple[int, float]] = [(0, rss_mb(proc))]
+    statuses: dict[str, int] = {}
+    done = 0
+    sent = 0
+    t0 = time.perf_counter()
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        nonlocal done, sent
+        while sent < total:
+            sent += 1
+            data = variants[rng.randrange(len(variants))]
+            try:
+                r = await client.post(f"{url}/v1/ocr", files=[("files", ("soak.jpg", data, "image/jpeg"))],
+                                      data={"profile": profile})
+                code = str(r.status_code)
+            except httpx.HTTPError as exc:
+                code = type(exc).__name__
+            statuses[code] = statuses.get(code, 0) + 1
+            done += 1
+            if done % every == 0 or done == warmup:
+                samples.append((done, rss_mb(proc)))
+                print(f"{done:>6}/{total} rss {samples[-1][1]:8.1f} MiB  statuses {statuses}", file=sys.stderr,
+                      flush=True)
+
+    async with httpx.AsyncClient(timeout=timeout_s) as client:
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+    samples.append((done, rss_mb(proc)))
+    return {"samples": samples, "statuses": statuses, "wall_s": round(time.perf_counter() - t0, 1)}
+
+
+def verdict(samples: list[tuple[int, float]], warmup: int, tolerance: float) -> dict:
+    """Flatness after warm-up: the end RSS may exceed the first post-warm-up sample by at most `tolerance`."""
+    warm = next((mb for n, mb in samples if n >= warmup), samples[-1][1])
+    end = samples[-1][1]
+    return {"start_mb": round(samples[0][1], 1), "warm_mb": round(warm, 1), "end_mb": round(end, 1),
+            "max_mb": round(max(mb for _, mb in samples), 1), "tolerance": tolerance,
+            "passed": end <= warm * (1 + tolerance)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--url", default="http://127.0.0.1:8000")
+    ap.add_argument("--pid", type=int, default=None, help="server PID (default: whoever listens on the URL's port)")
+    ap.add_argument("--images", type=Path, default=DEFAULT_PLATES)
+    ap.add_argument("--requests", type=int, default=5000)
+    ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--every", type=int, default=250, help="sample RSS every K requests")
+    ap.add_argument("--warmup", type=int, default=None, help="requests before the reference sample (default 10%%)")
+    ap.add_argument("--variants", type=int, default=64, help="distinct random-size images to cycle through")
+    ap.add_argument("--min-side", type=int, default=160)
+    ap.add_argument("--max-side", type=int, default=1600)
+    ap.add_argument("--tolerance", type=float, default=0.2, help="allowed end/warm RSS growth (0.2 = 20%%)")
+    ap.add_argument("--profile", default="generic")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--timeout", type=float, default=300.0)
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args(argv)
+    warmup = args.warmup if args.warmup is not None else max(1, args.requests // 10)
+    pid = args.pid or find_server_pid(urlparse(args.url).port or 80)
+    proc = psutil.Process(pid)
+    variants = make_variants(list_images(args.images), args.variants, args.min_side, args.max_side, args.seed)
+    run = asyncio.run(soak(args.url, proc, variants, args.requests, args.concurrency, args.every, warmup,
+                           args.profile, args.seed, args.timeout))
+    report = {"machine": machine_description(), "commit": git_commit(), "url": args.url, "pid": pid,
+              "requests": args.requests, "concurrency": args.concurrency, "warmup": warmup,
+              "sides": [args.min_side, args.max_side], **run, **verdict(run["samples"], warmup, args.tolerance)}
+    print(f"RSS start {report['start_mb']} MiB, after warm-up {report['warm_mb']} MiB, end {report['end_mb']} MiB, "
+          f"max {report['max_mb']} MiB -> {'PASS' if report['passed'] else 'FAIL'} "
+          f"(end <= warm x {1 + args.tolerance:.2f}); statuses {report['statuses']}")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2))
+    return 0 if report["passed"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
