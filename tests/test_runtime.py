@@ -1,0 +1,29 @@
+import logging
+
+import onnxruntime as ort
+import pytest
+
+from service.runtime import CPU, CUDA, TRT, create_session, resolve_providers, session_options
+
+
+def test_resolve_orders_trt_cuda_cpu_and_keeps_available_only():
+    everything = [TRT, CUDA, CPU]
+    assert resolve_providers(None, everything) == [CUDA, CPU]  # TensorRT only when opted in
+    assert resolve_providers(["cpu", "cuda", "tensorrt"], everything) == [TRT, CUDA, CPU]
+    assert resolve_providers(["cuda"], [CPU]) == [CPU]
+    assert resolve_providers(["cpu"], everything) == [CPU]
+    with pytest.raises(ValueError):
+        resolve_providers(["openvino"], everything)
+
+
+def test_session_options_threads():
+    so = session_options(intra_threads=2, inter_threads=1)
+    assert so.intra_op_num_threads == 2 and so.inter_op_num_threads == 1
+
+
+@pytest.mark.skipif(CUDA in ort.get_available_providers(), reason="tests the CPU fallback path")
+def test_requesting_cuda_on_a_cpu_build_falls_back_with_a_warning(base_model_dir, caplog):
+    with caplog.at_level(logging.WARNING, logger="service.runtime"):
+        sess, obtained = create_session(base_model_dir / "rec.onnx", providers=["cuda"], intra_threads=1)
+    assert obtained == [CPU] and sess.get_providers() == [CPU]
+    assert any(CUDA in r.getMessage() for r in caplog.records)

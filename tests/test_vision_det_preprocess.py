@@ -1,0 +1,71 @@
+import numpy as np
+import pytest
+
+from service.vision.det_preprocess import (
+    DetPreprocessConfig,
+    bound_image,
+    bucket_shape,
+    det_resize_shape,
+    group_by_bucket,
+    normalize,
+    prepare_det_input,
+    stack_det_inputs,
+    vertical_pad,
+)
+
+
+def test_det_resize_shape_follows_rapidocr_limit_rules():
+    # limit_type=min: grow until the short side reaches the limit, sides rounded to 32
+    assert det_resize_shape(500, 1000, 736, "min") == (736, 1472)
+    assert det_resize_shape(800, 1000, 736, "min") == (800, 992)
+    # limit_type=max: shrink only when the long side exceeds the limit
+    assert det_resize_shape(1500, 3000, 960, "max") == (480, 960)
+    assert det_resize_shape(100, 200, 960, "max") == (96, 192)
+    with pytest.raises(ValueError):
+        det_resize_shape(10, 10, 736, "avg")
+
+
+def test_bound_image_caps_long_side_and_reports_ratio():
+    img = np.zeros((3000, 1000, 3), np.uint8)
+    out, rh, rw = bound_image(img, 30, 2000)
+    assert out.shape[:2] == (1984, 672)  # ~2000 -> round(62.5)*32 = 1984; 666 -> 672
+    assert rh == pytest.approx(3000 / 1984) and rw == pytest.approx(1000 / 672)
+    same, rh, rw = bound_image(np.zeros((100, 200, 3), np.uint8), 30, 2000)
+    assert same.shape == (100, 200, 3) and (rh, rw) == (1.0, 1.0)
+
+
+def test_vertical_pad_only_for_flat_or_short_images():
+    line = np.full((40, 400, 3), 255, np.uint8)  # w/h = 10 > 8
+    padded, top = vertical_pad(line, 8, 30)
+    assert top == 30 and padded.shape == (100, 400, 3) and padded[0].max() == 0
+    page = np.zeros((400, 300, 3), np.uint8)
+    assert vertical_pad(page, 8, 30)[1] == 0
+
+
+def test_normalize_is_bgr_chw_mean_std():
+    x = normalize(np.array([[[0, 255, 51]]], np.uint8), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    assert x.shape == (3, 1, 1) and x.dtype == np.float32
+    np.testing.assert_allclose(x[:, 0, 0], [-1.0, 1.0, -0.6], atol=1e-6)
+
+
+def test_buckets_and_padded_tensor():
+    assert bucket_shape(736, 1472) == (768, 1536)
+    assert bucket_shape(32, 100) == (128, 128)
+    assert bucket_shape(3000, 64) == (3072, 128)
+    cfg = DetPreprocessConfig(limit_side_len=736, limit_type="min")
+    inp = prepare_det_input(np.full((500, 1000, 3), 255, np.uint8), cfg)
+    assert inp.valid_hw == (736, 1472) and inp.bucket == (768, 1536)
+    assert (inp.tensor[:, :736, :1472] == 1.0).all() and (inp.tensor[:, 736:, :] == 0).all()
+    assert inp.original_hw == (500, 1000) and inp.ratio_hw == (1.0, 1.0)
+
+
+def test_images_of_different_size_share_a_bucket_batch():
+    cfg = DetPreprocessConfig(limit_side_len=960, limit_type="max")
+    a = prepare_det_input(np.zeros((700, 900, 3), np.uint8), cfg)
+    b = prepare_det_input(np.zeros((690, 880, 3), np.uint8), cfg)
+    c = prepare_det_input(np.zeros((300, 300, 3), np.uint8), cfg)
+    assert a.original_hw != b.original_hw and a.bucket == b.bucket
+    assert stack_det_inputs([a, b]).shape == (2, 3) + a.bucket
+    assert group_by_bucket([a, c, b]) == {a.bucket: [0, 2], c.bucket: [1]}
+    with pytest.raises(ValueError):
+        stack_det_inputs([a, c])
