@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1, description="Largest single uploaded file (bytes).")
     max_pixels: int = Field(40_000_000, ge=1, description="Largest image (width*height), checked before decoding.")
     max_files: int = Field(16, ge=1, description="Most images per request.")
+    upload_timeout_s: float = Field(
+        60.0, gt=0, description="Whole request body must arrive within this, else 408 (slow-upload guard)."
+    )
+    upload_idle_timeout_s: float = Field(15.0, gt=0, description="Longest pause between body chunks before 408.")
 
     api_key: SecretStr | None = Field(None, description="When set, /v1/* require a matching X-API-Key header.")
     cors_origins: Annotated[list[str], NoDecode] = Field(

@@ -3,14 +3,18 @@
 Why not FastAPI's ``UploadFile``: Starlette spools files over 1 MB to a temporary file on disk and only lets us
 check sizes after the whole body has been received. Here every chunk is counted as it arrives, so a 2 GB upload
 is refused after ``max_upload_bytes`` + one chunk, and image bytes never touch the disk.
+A client that stalls or trickles its body gets 408 once ``timeout_s`` / ``idle_timeout_s`` pass (slowloris: uvicorn
+itself has no body read timeout), and part headers are capped so a megabyte "filename" cannot be buffered.
 Decoding checks the pixel count from the header *before* decompressing (decompression bombs), honours EXIF
 orientation, takes the first frame of animations/multi-page files and converts any mode to 8-bit RGB.
 """
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import warnings
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,6 +30,7 @@ log = logging.getLogger("ocrnet.api.uploads")
 FILES_FIELD = "files"
 OPTION_FIELDS = frozenset({"profile", "min_confidence", "return_polygons"})
 MAX_FIELD_BYTES = 1024
+MAX_PART_HEADER_BYTES = 8 * 1024  # all headers of one part (Content-Disposition with the filename, Content-Type)
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries, part headers and option fields on top of the file bytes
 DECODABLE_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF", "GIF", "PPM"})
 ACCEPTED_PART_TYPES = ("image/", "application/octet-stream")
@@ -51,6 +56,8 @@ class UploadForm:
 class UploadLimits:
     max_upload_bytes: int
     max_files: int
+    timeout_s: float | None = None  # the whole body must arrive within this
+    idle_timeout_s: float | None = None  # longest pause between two body chunks
 
     @property
     def max_body_bytes(self) -> int:
@@ -67,6 +74,7 @@ class _Collector:
         self._header_field = bytearray()
         self._header_value = bytearray()
         self._headers: dict[bytes, bytes] = {}
+        self._header_bytes = 0
         self._target: bytearray | None = None
         self._field_name: str | None = None
         self._is_file = False
@@ -74,13 +82,21 @@ class _Collector:
     # -- header callbacks
     def on_part_begin(self) -> None:
         self._headers = {}
+        self._header_bytes = 0
         self._target = None
         self._field_name = None
 
+    def _count_header(self, size: int) -> None:
+        self._header_bytes += size
+        if self._header_bytes > MAX_PART_HEADER_BYTES:
+            raise ApiError(400, "bad_multipart", f"multipart part headers over {MAX_PART_HEADER_BYTES} bytes")
+
     def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._count_header(end - start)
         self._header_field += data[start:end]
 
     def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._count_header(end - start)
         self._header_value += data[start:end]
 
     def on_header_end(self) -> None:
@@ -130,8 +146,25 @@ class _Collector:
         self._target = None
 
 
+async def _body_chunks(request: Request, limits: UploadLimits) -> AsyncIterator[bytes]:
+    """``request.stream()`` under the upload deadlines: a stalled or trickling client gets 408, not a held worker."""
+    loop = asyncio.get_running_loop()
+    deadline = None if limits.timeout_s is None else loop.time() + limits.timeout_s
+    stream = request.stream().__aiter__()
+    while True:
+        waits = [t for t in (limits.idle_timeout_s, None if deadline is None else deadline - loop.time()) if t is not None]
+        try:
+            async with asyncio.timeout(min(waits) if waits else None):
+                chunk = await anext(stream)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise ApiError(408, "upload_timeout", "request body not received in time", {"Connection": "close"}) from None
+        yield chunk
+
+
 async def read_upload_form(request: Request, limits: UploadLimits) -> UploadForm:
-    """Stream-parse a multipart/form-data body; raises :class:`ApiError` (413/415/400) as soon as a limit breaks."""
+    """Stream-parse a multipart/form-data body; raises :class:`ApiError` (413/415/408/400) as soon as a limit breaks."""
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
     if content_type != b"multipart/form-data":
         raise ApiError(415, "unsupported_media_type", "send the images as multipart/form-data in the 'files' field")
@@ -153,7 +186,7 @@ async def read_upload_form(request: Request, limits: UploadLimits) -> UploadForm
     parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
     received = 0
     try:
-        async for chunk in request.stream():
+        async for chunk in _body_chunks(request, limits):
             received += len(chunk)
             if received > limits.max_body_bytes:
                 raise ApiError(413, "request_too_large", f"request body over the {limits.max_body_bytes}-byte limit")

@@ -14,6 +14,7 @@ from service.api.errors import ApiError, error_responses
 from service.api.schemas import OcrResponse
 from service.api.security import require_api_key
 from service.api.uploads import UploadLimits, read_upload_form
+from service.profiles import PROFILES
 
 router = APIRouter(tags=["ocr"], dependencies=[Depends(require_api_key)])
 
@@ -52,15 +53,19 @@ def upload_schema(profiles: list[str]) -> dict[str, Any]:
 
 
 def register_upload_schema(app: FastAPI) -> None:
-    """Add OcrUpload to the OpenAPI components (profiles from the live registry) so clients get a named model."""
+    """Add OcrUpload (profiles from the live registry) and each profile's fields model to the OpenAPI
+    components, so generated clients get named models for both."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = build()
-            schema.setdefault("components", {}).setdefault("schemas", {})[UPLOAD_SCHEMA_NAME] = upload_schema(
-                list(app.state.engine.profiles)
-            )
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components[UPLOAD_SCHEMA_NAME] = upload_schema(list(app.state.engine.profiles))
+            for profile in PROFILES.values():
+                fields = profile.fields_model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(fields.pop("$defs", {}))
+                components.setdefault(profile.fields_model.__name__, fields)
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -87,7 +92,7 @@ def _merge_options(query: dict[str, Any], form: dict[str, str]) -> OcrOptions:
         "Detects and recognizes text lines in each uploaded image, then extracts the profile's fields. "
         "Concurrent requests share model batches. Options may be given as query parameters or form fields."
     ),
-    responses=error_responses(400, 401, 413, 415, 422, 503, 504),
+    responses=error_responses(400, 401, 408, 413, 415, 422, 503, 504),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -104,7 +109,9 @@ async def ocr(
     engine = request.app.state.engine
     settings = request.app.state.settings
     engine.raise_unless_ready()
-    form = await read_upload_form(request, UploadLimits(settings.max_upload_bytes, settings.max_files))
+    limits = UploadLimits(settings.max_upload_bytes, settings.max_files, settings.upload_timeout_s,
+                          settings.upload_idle_timeout_s)
+    form = await read_upload_form(request, limits)
     options = _merge_options(
         {"profile": profile, "min_confidence": min_confidence, "return_polygons": return_polygons}, form.fields
     )
