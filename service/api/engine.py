@@ -8,7 +8,6 @@ model can serve one profile while ``model_dir`` serves the rest.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import time
 from collections.abc import Awaitable, Sequence
@@ -23,7 +22,6 @@ from service.api.config import Settings
 from service.api.errors import ApiError
 from service.api.metrics import Metrics
 from service.api.schemas import (
-    DEFAULT_PROFILES,
     ImageResult,
     ModelInfo,
     ModelRef,
@@ -35,6 +33,7 @@ from service.api.context import current_request_id
 from service.api.uploads import DecodedImage, UploadedFile, decode_image
 from service.model_bundle import MANIFEST, sha256_file
 from service.pipeline import Detections, OcrPipeline, TextLine
+from service.profiles import PROFILES
 from service.vision.ctc import Decoded
 from service.vision.det_preprocess import DetInput, bucket_shape, det_resize_shape
 from service.vision.rec_preprocess import RecBatch, normalize_crop, resized_width, width_bucket
@@ -48,28 +47,8 @@ FieldExtractor = Callable[[Sequence[TextLine], tuple[int, int]], dict[str, Any]]
 
 
 def load_profiles() -> dict[str, FieldExtractor]:
-    """Profile name -> ``extract_fields``: the service.profiles registry (PROFILES / get_profile) when it exists,
-    else every concrete ``Profile`` subclass found in the service.profiles modules."""
-    module = importlib.import_module("service.profiles")
-    registry = getattr(module, "PROFILES", None)
-    if isinstance(registry, dict) and registry:
-        return {name: _instance(profile).extract_fields for name, profile in registry.items()}
-    get_profile = getattr(module, "get_profile", None)
-    if get_profile is not None:
-        return {name: _instance(get_profile(name)).extract_fields for name in DEFAULT_PROFILES}
-    from service.profiles.base import Profile
-
-    found: dict[str, FieldExtractor] = {}
-    for sub in ("generic", "invoice", "id_document", "plate"):
-        mod = importlib.import_module(f"service.profiles.{sub}")
-        for obj in vars(mod).values():
-            if isinstance(obj, type) and issubclass(obj, Profile) and obj is not Profile and obj.__module__ == mod.__name__:
-                found[obj.name] = obj().extract_fields
-    return {name: found[name] for name in DEFAULT_PROFILES if name in found} | found
-
-
-def _instance(profile: Any) -> Any:
-    return profile() if isinstance(profile, type) else profile
+    """Profile name -> ``extract_fields``, from the service.profiles registry."""
+    return {name: profile.extract_fields for name, profile in PROFILES.items()}
 
 
 def resolve_profile_dirs(settings: Settings, profiles: Sequence[str]) -> dict[str, Path]:
@@ -270,15 +249,20 @@ class Engine:
             await asyncio.shield(self._task)
 
     async def _load(self) -> None:
+        runner: ModelRunner | None = None
         try:
             for runner in self.runners:
                 await asyncio.to_thread(runner.load)
                 if self.settings.warmup:
                     await asyncio.to_thread(runner.warm_up)
                 runner.start()
-        except Exception as exc:  # surfaced through /readyz, the process keeps serving liveness
-            self.error = f"{type(exc).__name__}: {exc}"
-            log.exception("model loading failed")
+        except Exception as exc:
+            # What an operator expects: the process stays alive (liveness 200, no crash loop), /readyz says 503,
+            # and the log carries one line naming the bundle and file; the traceback only at DEBUG.
+            where = f"model bundle {runner.dir}" if runner is not None else "model bundle"
+            self.error = " ".join(f"{where}: {type(exc).__name__}: {exc}".split())
+            log.error("model loading failed, not ready: %s", self.error)
+            log.debug("model loading traceback", exc_info=True)
             return
         self.ready = True
         log.info("ready: %s", ", ".join(f"{r.name}->{r.profiles}" for r in self.runners))
