@@ -60,7 +60,7 @@ class RequestContextMiddleware:
         finally:
             elapsed = time.perf_counter() - started
             route = scope.get("route")
-            route_label = getattr(route, "path", None) or "unmatched"
+            route_label = getattr(route, "path", None) or (scope["path"] if "endpoint" in scope else "unmatched")
             method = scope.get("method", "-")
             self.metrics.inflight.dec()
             self.metrics.requests.labels(route=route_label, method=method, status=str(status)).inc()

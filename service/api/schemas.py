@@ -5,9 +5,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-DEFAULT_PROFILES: tuple[str, ...] = ("generic", "invoice", "id", "plate")
-
-
 class ErrorDetail(BaseModel):
     """The one error shape every non-2xx response uses."""
 
@@ -55,7 +52,11 @@ class ImageResult(BaseModel):
     width: int = Field(..., description="Width after EXIF orientation, px.")
     height: int = Field(..., description="Height after EXIF orientation, px.")
     lines: list[TextLine]
-    fields: dict[str, Any] = Field(default_factory=dict, description="Profile-specific structured fields.")
+    fields: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Profile-specific structured fields: GenericFields, InvoiceFields, IdDocumentFields or "
+        "PlateFields (schemas in components) for profile generic, invoice, id, plate.",
+    )
     timings_ms: Timings
 
 
