@@ -38,6 +38,7 @@ def test_date_formats_vary():
 
 def test_mixed_case_keeps_codes():
     assert mixed_case("GOLDEN STAR SDN BHD 12.30 PM") == "Golden Star SDN BHD 12.30 PM"
+    assert mixed_case("BATTERY AA 4S") == "Battery AA 4S"
 
 
 def test_wrap_text_fits_width():

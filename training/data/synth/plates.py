@@ -287,10 +287,18 @@ def plate_line(rng: np.random.Generator, plate: PlateText | None = None) -> RecS
     return RecSample(crop, plate.label)
 
 
+# Car paint colours, roughly by how common they are on the road (white, black, grey, silver, blue, red...).
+CAR_COLOURS = ((235, 235, 235), (25, 25, 28), (110, 112, 115), (175, 178, 182), (30, 50, 100), (150, 25, 30),
+               (60, 80, 60), (120, 90, 60), (200, 170, 60))
+CAR_WEIGHTS = np.array([0.25, 0.2, 0.15, 0.15, 0.1, 0.08, 0.03, 0.02, 0.02])
+
+
 def _car_background(rng: np.random.Generator, w: int, h: int) -> tuple[Image.Image, tuple[float, float, float]]:
     """Procedural street scene with a car front/rear; returns it and (cx, cy, plate width) where the plate goes."""
-    sky = tuple(int(c) for c in rng.integers(90, 230, 3))
-    img = paper_texture(rng, w, h, sky, amount=1.5)
+    sky = choice(rng, ((170, 190, 215), (200, 205, 210), (140, 150, 160), (215, 210, 200), (110, 120, 110),
+                       (60, 65, 75), (180, 160, 140)))
+    sky = tuple(int(np.clip(c + rng.integers(-20, 21), 0, 255)) for c in sky)
+    img = paper_texture(rng, w, h, sky, amount=float(rng.uniform(0.5, 1.5)))
     d = ImageDraw.Draw(img)
     horizon = int(h * rng.uniform(0.3, 0.55))
     road = tuple(int(c) for c in rng.integers(50, 120, 1).repeat(3))
@@ -299,7 +307,8 @@ def _car_background(rng: np.random.Generator, w: int, h: int) -> tuple[Image.Ima
         x, y = rng.uniform(0, w), rng.uniform(0, horizon + 30)
         col = tuple(int(c) for c in rng.integers(20, 240, 3))
         d.rectangle((x, y, x + rng.uniform(10, w * 0.3), y + rng.uniform(10, h * 0.4)), fill=col)
-    body = tuple(int(c) for c in rng.integers(10, 230, 3))
+    body = CAR_COLOURS[int(rng.choice(len(CAR_COLOURS), p=CAR_WEIGHTS))]
+    body = tuple(int(np.clip(c + rng.integers(-15, 16), 0, 255)) for c in body)
     cw = w * rng.uniform(0.55, 0.95)
     cx = w * rng.uniform(0.35, 0.65)
     top_y, bot_y = h * rng.uniform(0.15, 0.35), h * rng.uniform(0.8, 1.0)
@@ -319,6 +328,10 @@ def _car_background(rng: np.random.Generator, w: int, h: int) -> tuple[Image.Ima
     plate_y = top_y + (bot_y - top_y) * rng.uniform(0.62, 0.75)
     d.rectangle((cx - cw * 0.5, plate_y + h * 0.06, cx + cw * 0.5, plate_y + h * 0.1),
                 fill=tuple(int(c * 0.6) for c in body))  # bumper
+    # Light from above: the lower part of the scene is darker; a soft highlight on the body.
+    shade = np.linspace(1.05, rng.uniform(0.55, 0.9), h, dtype=np.float32)[:, None, None]
+    arr = np.asarray(img, dtype=np.float32) * shade
+    img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
     return img, (cx, plate_y, cw * rng.uniform(0.2, 0.4))
 
 

@@ -294,8 +294,10 @@ _KEEP_UPPER = {"AM", "PM", "RM", "SDN", "BHD", "GST", "SST", "PLT", "SR", "ZR", 
 
 
 def mixed_case(text: str) -> str:
-    """Capitalise plain words ("JALAN IPOH" -> "Jalan Ipoh"), keeping codes and abbreviations upper case."""
-    return " ".join(w.capitalize() if w.isalpha() and w not in _KEEP_UPPER else w for w in text.split(" "))
+    """Capitalise plain words ("JALAN IPOH" -> "Jalan Ipoh"), keeping codes, abbreviations and short words
+    ("AA", "4S") upper case."""
+    return " ".join(w.capitalize() if w.isalpha() and len(w) > 2 and w not in _KEEP_UPPER else w
+                    for w in text.split(" "))
 
 
 def _case(rng: np.random.Generator, text: str) -> str:
