@@ -121,3 +121,18 @@ def test_reads_the_shared_dev_set(shared_data_dir):
     ids = load_records(shared_data_dir / "ids")
     assert not any(r.has_boxes for r in ids) and ids[0].rec_samples() == []  # MRZ labels have no boxes
     assert list(det_samples(ids)) == []
+
+
+def test_paddleocr_det_labels(tmp_path):
+    _page(tmp_path / "p.png")
+    rows = [{"transcription": "BAR", "points": [[20, 30], [120, 30], [120, 50], [20, 50]]},
+            {"transcription": "###", "points": [[150, 60], [190, 60], [190, 90], [150, 90]]}]
+    (tmp_path / "det_gt.txt").write_text("p.png\t" + json.dumps(rows) + "\n")
+    recs = load_records(tmp_path / "det_gt.txt")
+    assert isinstance(recs[0], ImageRecord)
+    assert [(ln.text, ln.ignore) for ln in recs[0].lines] == [("BAR", False), ("###", True)]
+    crops = recs[0].rec_samples()
+    assert [c.text for c in crops] == ["BAR"] and np.asarray(crops[0].image).mean() < 40
+    (tmp_path / "bad.txt").write_text('p.png\t[{"points": [[0, 0], [1, 0], [1, 1], [0, 1]]}]\n')
+    with pytest.raises(ValueError, match="bad.txt:1"):
+        load_records(tmp_path / "bad.txt")

@@ -1,4 +1,4 @@
-"""Loaders for user data: labels.jsonl, ICDAR-2015 txt and crop+text lists (TSV).
+"""Loaders for user data: labels.jsonl, ICDAR-2015 txt, crop+text lists (TSV) and PaddleOCR det labels.
 
 Every loader returns light records (paths and labels, no pixels); ``.det_sample()`` /
 ``.rec_samples()`` read the image only when a training step asks for it, so a large set does not sit
@@ -179,15 +179,49 @@ def read_crop_list(path: str | Path) -> list[CropRecord]:
     return out
 
 
+def _is_paddle_det(text: str) -> bool:
+    return text.lstrip().startswith("[") and '"points"' in text
+
+
+def read_paddle_det(path: str | Path) -> list[ImageRecord]:
+    """PaddleOCR detection labels: `image_path<TAB>[{"transcription": "..", "points": [[x,y],..]}, ..]`.
+
+    PaddleOCR marks don't-care regions with the transcription '###' too.
+    """
+    path = Path(path)
+    out = []
+    with path.open(encoding="utf-8") as f:
+        for n, raw in enumerate(f, 1):
+            raw = raw.rstrip("\r\n")
+            if not raw.strip() or raw.startswith("#"):
+                continue
+            try:
+                img, payload = raw.split("\t", 1)
+                lines = [Line(str(o["transcription"]), normalise_box(o["points"]), str(o["transcription"]) == DONT_CARE)
+                         for o in json.loads(payload)]
+            except (KeyError, ValueError, TypeError) as e:
+                raise ValueError(f"{path}:{n}: bad PaddleOCR det label: {e}") from e
+            out.append(ImageRecord(path.parent / img, lines))
+    return out
+
+
+def _first_payload(path: Path) -> str:
+    with path.open(encoding="utf-8") as f:
+        for raw in f:
+            if raw.strip() and not raw.startswith("#") and "\t" in raw:
+                return raw.split("\t", 1)[1]
+    return ""
+
+
 def load_records(path: str | Path) -> list[ImageRecord] | list[CropRecord]:
-    """Read a dataset by what it looks like: *.jsonl, *.tsv, a folder with labels.jsonl, or an ICDAR folder
-    (images with gt_*.txt beside them, or in a `gt/` subfolder)."""
+    """Read a dataset by what it looks like: *.jsonl, a *.tsv/*.txt crop list or PaddleOCR det label file,
+    a folder with labels.jsonl, or an ICDAR folder (images with gt_*.txt beside them, or in a `gt/` subfolder)."""
     path = Path(path)
     if path.is_file():
         if path.suffix == ".jsonl":
             return read_labels_jsonl(path)
         if path.suffix in (".tsv", ".txt"):
-            return read_crop_list(path)
+            return read_paddle_det(path) if _is_paddle_det(_first_payload(path)) else read_crop_list(path)
         raise ValueError(f"{path}: unknown label file type (want .jsonl or .tsv)")
     if (path / "labels.jsonl").is_file():
         return read_labels_jsonl(path / "labels.jsonl")
