@@ -114,9 +114,10 @@ def image_size(data: bytes) -> tuple[int, int]:
         return im.size
 
 
-def compare(data_dir: Path, model_dir: Path, threads: int, limit: int | None, warmup: int) -> dict:
+def compare(data_dir: Path, model_dir: Path, threads: int, limit: int | None, warmup: int, every: int = 1) -> dict:
     labels = load_labels(data_dir)
-    names = sorted(labels)[:limit] if limit else sorted(labels)
+    names = sorted(labels)[::every]
+    names = names[:limit] if limit else names
     blobs = {n: (data_dir / n).read_bytes() for n in names}
     picker_name, pick = make_plate_picker()
     engines = {"ocrnet": ocrnet_engine(model_dir, threads), "rapidocr": rapidocr_engine(threads)}
@@ -153,7 +154,7 @@ def compare(data_dir: Path, model_dir: Path, threads: int, limit: int | None, wa
     return {
         "machine": machine_description(), "commit": git_commit(), "threads": threads, "images": n,
         "data": str(data_dir),
-        "model_dir": str(model_dir), "plate_picker": picker_name, "warmup_images": warmup,
+        "model_dir": str(model_dir), "subset_every": every, "plate_picker": picker_name, "warmup_images": warmup,
         "speed_ratio_ocrnet_over_rapidocr": round(summary["ocrnet"]["images_per_s"] /
                                                   summary["rapidocr"]["images_per_s"], 3),
         "engines": summary, "per_image": per_image,
@@ -175,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model-dir", type=Path, default=REPO / "models" / "base")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--limit", type=int, default=None, help="first N images (name order)")
+    ap.add_argument("--every", type=int, default=1, help="every Nth image (name order): a spread-out subset")
     ap.add_argument("--warmup", type=int, default=2, help="images run once per engine before timing")
     ap.add_argument("--out", type=Path, default=None, help="write the JSON report here (and a .md next to it)")
     args = ap.parse_args(argv)
@@ -184,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         print("rapidocr is not importable here: run bench/setup_rapidocr_venv.sh and use "
               ".cache/rapidocr-venv/bin/python", file=sys.stderr)
         return 2
-    report = compare(args.data, args.model_dir, args.threads, args.limit, args.warmup)
+    report = compare(args.data, args.model_dir, args.threads, args.limit, args.warmup, args.every)
     md = to_markdown(report)
     print(md)
     if args.out:

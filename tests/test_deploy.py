@@ -165,13 +165,13 @@ def test_compose_cli_validates() -> None:
     for cmd in (["docker", "compose"], ["docker-compose"]):
         if not shutil.which(cmd[0]):
             continue
-        probe = subprocess.run([*cmd, "version"], capture_output=True, text=True, timeout=30)
-        if probe.returncode != 0:
-            continue
-        for profile in ("gpu", "cpu"):
-            proc = subprocess.run([*cmd, "-f", str(COMPOSE), "--profile", profile, "config", "-q"],
-                                  capture_output=True, text=True, timeout=60, env=env, cwd=REPO)
-            assert proc.returncode == 0, proc.stderr
+        if cmd == ["docker", "compose"]:  # the docker CLI may lack the compose plugin
+            probe = subprocess.run([*cmd, "version"], capture_output=True, text=True, timeout=30)
+            if probe.returncode != 0:
+                continue
+        proc = subprocess.run([*cmd, "-f", str(COMPOSE), "--profile", "gpu", "--profile", "cpu", "config", "-q"],
+                              capture_output=True, text=True, timeout=60, env=env, cwd=REPO)
+        assert proc.returncode == 0, proc.stderr
         return
     pytest.skip("no docker compose CLI (plugin or docker-compose) installed")
 
@@ -238,8 +238,9 @@ def text_image(text: str) -> bytes:
     from PIL import Image, ImageDraw, ImageFont
 
     font = ImageFont.truetype("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf", 48)
-    img = Image.new("RGB", (520, 120), "white")
-    ImageDraw.Draw(img).text((20, 30), text, fill="black", font=font)
+    # Square: the detector scales the short side up to 736, so a wide strip would cost a 736x3000 pass.
+    img = Image.new("RGB", (360, 360), "white")
+    ImageDraw.Draw(img).text((20, 150), text, fill="black", font=font)
     buf = BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
@@ -256,7 +257,8 @@ def entrypoint_server():
     cmd[cmd.index("--host") + 1] = "127.0.0.1"
     cmd[cmd.index("--port") + 1] = str(port)
     env = {**os.environ, "OCRNET_MODEL_DIR": "models/base", "OCRNET_PROVIDERS": "CPUExecutionProvider",
-           "OCRNET_INTRA_THREADS": "1", "OCRNET_REQUEST_TIMEOUT_S": "120"}
+           "OCRNET_INTRA_THREADS": "1", "OCRNET_REQUEST_TIMEOUT_S": "120",
+           "OCRNET_WARMUP_DET_SHAPES": "736x736"}  # the test images' bucket; the default warms a larger one
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -283,7 +285,7 @@ def entrypoint_server():
 def test_entrypoint_serves_ocr(entrypoint_server: str) -> None:
     url = entrypoint_server
     assert httpx.get(f"{url}/healthz", timeout=10).status_code == 200
-    r = httpx.post(f"{url}/v1/ocr", files=[("files", ("t.png", text_image("OCRNET 2026"), "image/png"))],
+    r = httpx.post(f"{url}/v1/ocr", files=[("files", ("t.png", text_image("OCRNET 26"), "image/png"))],
                    data={"profile": "generic"}, timeout=180)
     assert r.status_code == 200, r.text
     texts = [re.sub(r"\s", "", ln["text"]).upper() for ln in r.json()["images"][0]["lines"]]
