@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     )
     intra_threads: int | None = Field(None, ge=1, description="onnxruntime intra-op threads per session.")
     inter_threads: int | None = Field(None, ge=1, description="onnxruntime inter-op threads per session.")
+    trt_cache_dir: Path | None = Field(
+        None, description="TensorRT engine/timing cache folder (only used when TensorRT is among the providers)."
+    )
 
     max_batch_size: int = Field(4, ge=1, le=256, description="Largest detector batch (images).")
     rec_max_batch_size: int = Field(32, ge=1, le=1024, description="Largest recognizer batch (text-line crops).")

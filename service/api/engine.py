@@ -118,7 +118,8 @@ class ModelRunner:
         started = time.perf_counter()
         s = self.settings
         self.pipeline = OcrPipeline.from_dir(
-            self.dir, providers=s.providers or None, intra_threads=s.intra_threads, inter_threads=s.inter_threads
+            self.dir, providers=s.providers or None, intra_threads=s.intra_threads, inter_threads=s.inter_threads,
+            trt_cache_dir=s.trt_cache_dir,
         )
         bundle = self.pipeline.bundle
         self.sha256 = {**bundle.sha256, "charset": sha256_file(bundle.charset_path)}
