@@ -78,6 +78,7 @@ class _Collector:
         self._target: bytearray | None = None
         self._field_name: str | None = None
         self._is_file = False
+        self.complete = False  # set when the closing boundary arrives
 
     # -- header callbacks
     def on_part_begin(self) -> None:
@@ -145,6 +146,9 @@ class _Collector:
             self.fields[self._field_name] = self._target.decode("utf-8", "replace").strip()
         self._target = None
 
+    def on_end(self) -> None:
+        self.complete = True
+
 
 async def _body_chunks(request: Request, limits: UploadLimits) -> AsyncIterator[bytes]:
     """``request.stream()`` under the upload deadlines: a stalled or trickling client gets 408, not a held worker."""
@@ -180,7 +184,7 @@ async def read_upload_form(request: Request, limits: UploadLimits) -> UploadForm
         name: getattr(collector, name)
         for name in (
             "on_part_begin", "on_part_data", "on_part_end", "on_header_field",
-            "on_header_value", "on_header_end", "on_headers_finished",
+            "on_header_value", "on_header_end", "on_headers_finished", "on_end",
         )
     }
     parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
@@ -192,6 +196,8 @@ async def read_upload_form(request: Request, limits: UploadLimits) -> UploadForm
                 raise ApiError(413, "request_too_large", f"request body over the {limits.max_body_bytes}-byte limit")
             parser.write(chunk)
         parser.finalize()
+        if not collector.complete:  # python-multipart does not check this: the last part may be cut short
+            raise ApiError(400, "bad_multipart", "multipart body ended before its closing boundary")
     except FormParserError as exc:
         raise ApiError(400, "bad_multipart", f"malformed multipart body: {exc}") from None
     return UploadForm(collector.files, collector.fields)
