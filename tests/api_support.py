@@ -36,7 +36,8 @@ def encode(img: Image.Image, fmt: str = "PNG", **kwargs) -> bytes:
 @contextmanager
 def ready_client(timeout_s: float = 60.0, **overrides) -> Iterator[TestClient]:
     """TestClient over create_app(Settings(**overrides)) once /readyz says 200 (lifespan runs load + warm-up)."""
-    settings = Settings(**{"providers": ["cpu"], "intra_threads": 2, **overrides})
+    # generous deadline: these tests share a small, busy CPU; the 504 path is tested explicitly
+    settings = Settings(**{"providers": ["cpu"], "intra_threads": 2, "request_timeout_s": 300.0, **overrides})
     app = create_app(settings)
     with TestClient(app) as client:
         deadline = time.monotonic() + timeout_s

@@ -67,7 +67,7 @@ def test_full_queue_gives_503_with_retry_after_then_timeouts_give_504(client, do
     app = client.app
     runner = app.state.engine.by_profile["generic"]
     det_before = batch_stats(client, "det")
-    app.state.settings.request_timeout_s = 2.0
+    app.state.settings.request_timeout_s = 5.0
     client.portal.call(runner.det.pause)
     try:
         with ThreadPoolExecutor(4) as pool:
@@ -79,7 +79,7 @@ def test_full_queue_gives_503_with_retry_after_then_timeouts_give_504(client, do
             for future in queued:  # the gate stays closed: every queued request hits the deadline
                 assert_error(future.result(timeout=60), 504, "timeout")
     finally:
-        app.state.settings.request_timeout_s = 60.0
+        app.state.settings.request_timeout_s = 300.0
         client.portal.call(runner.det.resume)
     fresh = post(client, doc_png)
     assert fresh.status_code == 200, fresh.text
