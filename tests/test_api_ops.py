@@ -102,3 +102,25 @@ def test_openapi_documents_every_route_with_ids_tags_models_and_errors(base_mode
     assert upload["properties"]["profile"]["enum"] == ["generic", "invoice", "id", "plate"]
     for name in ("OcrResponse", "ErrorResponse", "ModelsResponse", "HealthResponse", "ReadyResponse"):
         assert schema["components"]["schemas"][name].get("example"), name
+
+
+def test_profiles_map_to_finetuned_model_dirs(tmp_path, base_model_dir):
+    from service.api.engine import Engine
+    from service.api.metrics import Metrics
+
+    plate = tmp_path / "plate"
+    plate.mkdir()
+    (plate / "model.json").write_text(
+        f'{{"name": "plate", "version": "1", "det": "{base_model_dir}/det.onnx", "rec": "{base_model_dir}/rec.onnx", '
+        f'"charset": "{base_model_dir}/charset.json"}}'
+    )
+    discovered = Engine(Settings(model_dir=base_model_dir, models_root=tmp_path), Metrics())
+    assert discovered.by_profile["plate"].dir == plate
+    assert {discovered.by_profile[p].dir for p in ("generic", "invoice", "id")} == {base_model_dir}
+    assert len(discovered.runners) == 2 and discovered.by_profile["plate"].profiles == ["plate"]
+
+    explicit = Engine(Settings(model_dir=base_model_dir, models_root=tmp_path, profile_models={"plate": base_model_dir,
+                                                                                                "id": plate}), Metrics())
+    assert explicit.by_profile["plate"].dir == base_model_dir and explicit.by_profile["id"].dir == plate
+    with pytest.raises(ValueError, match="passport"):
+        Engine(Settings(model_dir=base_model_dir, profile_models={"passport": plate}), Metrics())
