@@ -59,7 +59,7 @@ class RenderedPage:
 
 
 def render_page(lines: Sequence[PageLine | str], width: int = 1000, margin: int = 40, gap: float = 0.9) -> RenderedPage:
-    """White page with the lines stacked top to bottom; returns the image and each line's ink box."""
+    """White page (at least ``width`` wide) with the lines stacked top to bottom, plus each line's ink box."""
     items = [PageLine(line) if isinstance(line, str) else line for line in lines]
     boxes, y = [], margin
     for it in items:
@@ -67,6 +67,7 @@ def render_page(lines: Sequence[PageLine | str], width: int = 1000, margin: int 
         x0, y0, x1, y1 = f.getbbox(it.text)
         boxes.append((it.x, y, it.x + x1 - x0, y + y1 - y0))
         y += (y1 - y0) + int(it.size * gap) + 8
+    width = max(width, max(b[2] for b in boxes) + margin)  # never clip a line
     img = Image.new("RGB", (width, y + margin), "white")
     draw = ImageDraw.Draw(img)
     for it, (bx, by, _, _) in zip(items, boxes):
