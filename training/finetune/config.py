@@ -1,0 +1,127 @@
+"""Finetune configuration: one pydantic model, loadable from a YAML or JSON file.
+
+Every transfer-learning mode is a field here so a run is fully described by its config file
+(and the file is copied next to the checkpoints, so a result can always be traced to its settings).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataSource(_Strict):
+    """One source of samples.
+
+    ``synthetic`` renders ``n`` samples of ``domain`` with ``seed``; the other kinds read user data
+    from ``path``: a folder with ``labels.jsonl`` (our eval format), an ICDAR-2015 folder
+    (images + ``gt_*.txt``), or a TSV of ``crop_path<TAB>text`` (rec only).
+    """
+
+    kind: Literal["synthetic", "labels_jsonl", "icdar", "tsv"]
+    domain: str | None = None
+    n: int = Field(default=1000, ge=1)
+    seed: int = 0
+    path: Path | None = None
+    limit: int | None = Field(default=None, ge=1, description="use at most this many samples")
+
+    @model_validator(mode="after")
+    def _check(self) -> DataSource:
+        if self.kind == "synthetic" and not self.domain:
+            raise ValueError("a synthetic source needs a domain (plates, receipts, ids, generic, ...)")
+        if self.kind != "synthetic" and self.path is None:
+            raise ValueError(f"a {self.kind} source needs a path")
+        return self
+
+
+class DataConfig(_Strict):
+    train: list[DataSource] = Field(min_length=1)
+    val: list[DataSource] = Field(default_factory=list, description="explicit validation sources")
+    val_fraction: float = Field(default=0.1, ge=0.0, lt=1.0,
+                                description="held out of train when no explicit val sources are given")
+    split_seed: int = 0
+    rec_max_width: int = Field(default=320, ge=32, description="crops wider than this (at height 48) are squeezed")
+    det_size: int = Field(default=640, ge=64, description="det training images are letterboxed to size x size")
+    num_workers: int = Field(default=0, ge=0)
+
+
+class OptimConfig(_Strict):
+    lr: float = Field(default=3e-5, gt=0)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = Field(default=50, ge=0)
+    min_lr_ratio: float = Field(default=0.05, ge=0, le=1, description="cosine floor as a fraction of lr")
+    grad_clip: float | None = Field(default=5.0, gt=0)
+
+
+class MixingConfig(_Strict):
+    """Source/target mixing: loss = alpha * L(source batch) + (1 - alpha) * L(target batch)."""
+
+    alpha: float = Field(ge=0.0, le=1.0)
+    source: list[DataSource] = Field(min_length=1, description="generic data that keeps pretrained skills alive")
+
+
+class DistillConfig(_Strict):
+    """Knowledge distillation from the frozen pretrained teacher: + beta * KL(p_teacher || p_student)."""
+
+    beta: float = Field(default=1.0, ge=0.0)
+    temperature: float = Field(default=2.0, gt=0.0, description="softens the per-timestep CTC distributions (rec)")
+
+
+class TransferConfig(_Strict):
+    freeze_backbone: bool = Field(default=False, description="backbone frozen (no grad, eval mode)")
+    freeze_neck: bool = Field(default=False, description="with freeze_backbone: train the head only")
+    backbone_lr_mult: float = Field(default=1.0, ge=0.0, description="backbone LR = lr * this (full finetune)")
+    l2sp_lambda: float = Field(default=0.0, ge=0.0, description="lambda * sum ||theta - theta_src||^2")
+    mixing: MixingConfig | None = None
+    distill: DistillConfig | None = None
+    charset_cut: bool = Field(default=False, description="rec: shrink the head to the characters of the data")
+    charset_extra: str = Field(default="", description="characters kept by charset_cut besides those seen in data")
+    freeze_bn_stats: bool = Field(default=True, description="BatchNorm layers stay in eval mode during training")
+
+
+class FinetuneConfig(_Strict):
+    task: Literal["det", "rec"]
+    name: str = Field(default="finetuned", description="model name, used for the output files")
+    pretrained: Path | None = Field(default=None, description="ONNX to start from; default: PP-OCRv6 small")
+    output_dir: Path = Path("runs/finetune")
+    data: DataConfig
+    optim: OptimConfig = OptimConfig()
+    transfer: TransferConfig = TransferConfig()
+    epochs: int = Field(default=10, ge=1)
+    max_steps: int | None = Field(default=None, ge=1, description="stop after this many optimizer steps")
+    batch_size: int = Field(default=16, ge=1)
+    eval_every_steps: int | None = Field(default=None, ge=1, description="default: once per epoch")
+    early_stopping_patience: int | None = Field(default=5, ge=1, description="evaluations without improvement")
+    checkpoint_every_steps: int | None = Field(default=200, ge=1)
+    seed: int = 0
+    threads: int | None = Field(default=None, ge=1, description="torch CPU threads")
+    export: bool = Field(default=True, description="export the best weights to ONNX at the end")
+    progress: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> FinetuneConfig:
+        if self.transfer.charset_cut and self.task != "rec":
+            raise ValueError("charset_cut applies to rec only")
+        if self.transfer.freeze_neck and not self.transfer.freeze_backbone:
+            raise ValueError("freeze_neck needs freeze_backbone")
+        return self
+
+
+def load_config(path: str | Path) -> FinetuneConfig:
+    """Read a config from ``.yaml``/``.yml`` or ``.json``; relative data paths stay relative to the CWD."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() in {".yaml", ".yml"}:
+        import yaml  # train extra; imported here so JSON configs work without it
+
+        raw = yaml.safe_load(text)
+    else:
+        raw = json.loads(text)
+    return FinetuneConfig.model_validate(raw)

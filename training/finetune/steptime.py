@@ -1,0 +1,63 @@
+"""Time finetuning steps on this machine, to size real runs: ``python -m training.finetune.steptime``.
+
+Runs warm-up steps then times ``--steps`` full optimizer steps (forward, loss, backward, AdamW) of
+the pretrained recognizer on synthetic plate crops squeezed/padded to ``--width``.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from training.finetune.losses import ctc_loss, encode_texts
+from training.finetune.transfer import freeze, set_train_mode
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--width", type=int, default=320)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--charset-cut", action="store_true", help="time with the head cut to the plate charset")
+    ap.add_argument("--freeze-backbone", action="store_true", help="time the frozen-backbone mode")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from training.data.synth.plates import plate_line
+    from training.finetune.datasets import collate_rec
+    from training.models.rec import cut_charset, rec_from_onnx
+    from training.pretrained import locate_pretrained
+
+    model, chars = rec_from_onnx(locate_pretrained().rec)
+    samples = [plate_line(np.random.default_rng([0, i])) for i in range(args.batch)]
+    classes = [""] + list(chars)
+    if args.charset_cut:
+        new = sorted({c for s in samples for c in s.text} | set("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 -"))
+        model, classes = cut_charset(model, chars, new), [""] + new
+    frozen = ["backbone"] if args.freeze_backbone else []
+    freeze(model, frozen)
+    index = {c: i for i, c in enumerate(classes) if i}
+    batch = collate_rec([(np.asarray(s.image)[:, :, ::-1], s.text) for s in samples], max_width=args.width)
+    x = torch.nn.functional.pad(batch["image"], (0, args.width - batch["image"].shape[-1]))
+    targets, lengths = encode_texts(batch["texts"], index)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-5)
+    set_train_mode(model, frozen)
+    times = []
+    for i in range(args.warmup + args.steps):
+        t0 = time.perf_counter()
+        loss = ctc_loss(model(x), targets, lengths)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if i >= args.warmup:
+            times.append(time.perf_counter() - t0)
+    print(f"rec step batch={args.batch} width={args.width} classes={len(classes)} frozen={frozen} threads={torch.get_num_threads()}: "
+          f"median {np.median(times):.3f}s, min {min(times):.3f}s over {len(times)} steps")
+
+
+if __name__ == "__main__":
+    main()
