@@ -22,7 +22,8 @@ def to_record(sample: RecSample | DetSample, image_name: str, domain: str) -> di
         w, h = sample.image.size
         return {"image": image_name, "lines": [{"text": sample.text, "box": [0, 0, w, h]}],
                 "fields": {"domain": domain, "kind": "line"}}
-    lines = [{"text": ln.text, "box": [[x, y] for x, y in ln.polygon]} for ln in sample.lines]
+    lines = [{"text": ln.text, "box": [[x, y] for x, y in ln.polygon], **({"ignore": True} if ln.ignore else {})}
+             for ln in sample.lines]
     return {"image": image_name, "lines": lines, "fields": {"domain": domain, "kind": "page", **sample.fields}}
 
 

@@ -148,8 +148,12 @@ def _fit_font(rng: np.random.Generator, family: str, text: str, max_w: float, ma
     return font
 
 
-def render_plate(rng: np.random.Generator, plate: PlateText) -> tuple[Image.Image, list[tuple[float, float]]]:
-    """Draw a frontal plate; returns it and the quad of its main text (ink box, slightly padded)."""
+Quad = list[tuple[float, float]]
+
+
+def render_plate(rng: np.random.Generator, plate: PlateText) -> tuple[Image.Image, Quad, list[tuple[str, Quad]]]:
+    """Draw a frontal plate; returns it, the quad of its main text (ink box, slightly padded) and the
+    (text, quad) of the small print around it (state, slogan, country code, dealer frame)."""
     # Design sizes keep the real aspect ratios (US 12x6 in, EU 520x110 mm, Mercosul 400x130 mm) at a
     # resolution just above what crops need, so rendering and warping stay fast.
     if plate.region == "us":
@@ -173,6 +177,11 @@ def render_plate(rng: np.random.Generator, plate: PlateText) -> tuple[Image.Imag
         fg = (15, 15, 20)
     img = paper_texture(rng, w, h, bg, amount=float(rng.uniform(0.2, 0.8)))
     d = ImageDraw.Draw(img)
+    extras: list[tuple[str, Quad]] = []
+
+    def small(text: str, xy: tuple[float, float], font, fill) -> None:
+        extras.append((text, rect_quad(*draw_text(d, xy, text, font, fill))))
+
     if plate.region == "us" and rng.random() < 0.5:  # graphic backdrop: a soft colour band (mountains/sky)
         band = tuple(int(c) for c in rng.integers(80, 230, 3))
         y0 = int(h * rng.uniform(0.55, 0.8))
@@ -192,26 +201,26 @@ def render_plate(rng: np.random.Generator, plate: PlateText) -> tuple[Image.Imag
             d.ellipse((x - 2 * u, y - 2 * u, x + 2 * u, y + 2 * u), fill=(250, 210, 0))
         cf = pick_font(rng, "sans_bold", int(h * 0.28))
         cl, ct, cr, cb = cf.getbbox(plate.country)
-        d.text((cx - (cr - cl) / 2 - cl, h * 0.62 - ct), plate.country, font=cf, fill=(255, 255, 255))
+        small(plate.country, (cx - (cr - cl) / 2, h * 0.62), cf, (255, 255, 255))
         left = border + bw + 8 * u
     elif plate.region == "br" and plate.state == "BRASIL":
         bh = int(h * 0.22)
         d.rectangle((border, border, w - border, border + bh), fill=(20, 50, 160))
         sf = pick_font(rng, "sans_bold", int(bh * 0.8))
-        draw_text(d, (w / 2 - sf.getlength("BRASIL") / 2, border + bh * 0.15), "BRASIL", sf, (255, 255, 255))
+        small("BRASIL", (w / 2 - sf.getlength("BRASIL") / 2, border + bh * 0.15), sf, (255, 255, 255))
         top = border + bh + 5 * u
     small_family = choice(rng, ("serif", "sans", "sans_bold", "condensed"))
     if plate.state and plate.region != "eu" and plate.state != "BRASIL":  # state / city name above
         sh = h * (0.16 if plate.region == "us" else 0.13)
         sf = pick_font(rng, small_family, int(sh * 1.2))
         sw = sf.getlength(plate.state)
-        draw_text(d, ((w - sw) / 2, top), plate.state, sf, _dark(rng) if bg[0] > 128 else (240, 240, 240))
+        small(plate.state, ((w - sw) / 2, top), sf, _dark(rng) if bg[0] > 128 else (240, 240, 240))
         top += int(sh * 1.25)
     if plate.slogan:
         sh = h * 0.09
         sf = pick_font(rng, small_family, int(sh * 1.25))
         sw = sf.getlength(plate.slogan)
-        draw_text(d, ((w - sw) / 2, bottom - sh), plate.slogan, sf, fg)
+        small(plate.slogan, ((w - sw) / 2, bottom - sh), sf, fg)
         bottom -= int(sh * 1.4)
     if plate.region == "us" and rng.random() < 0.6:  # registration stickers in the top corners
         for sx in (left, right - 26 * u):
@@ -233,14 +242,15 @@ def render_plate(rng: np.random.Generator, plate: PlateText) -> tuple[Image.Imag
     pad_x, pad_y = (box[3] - box[1]) * 0.12, (box[3] - box[1]) * 0.1
     quad = rect_quad(box[0] - pad_x, box[1] - pad_y, box[2] + pad_x, box[3] + pad_y)
     if rng.random() < 0.3:
-        img, quad = _dealer_frame(rng, img, quad)
-    return img, quad
+        img, quad, extras = _dealer_frame(rng, img, quad, extras)
+    return img, quad, extras
 
 
 DEALERS = ("AUTO MOBIL", "CITY MOTORS", "BEST CARS", "AUTOHAUS", "PREMIUM AUTO", "MOTOR CENTER", "CAR WORLD")
 
 
-def _dealer_frame(rng: np.random.Generator, plate: Image.Image, quad: list) -> tuple[Image.Image, list]:
+def _dealer_frame(rng: np.random.Generator, plate: Image.Image, quad: Quad, extras: list[tuple[str, Quad]]
+                  ) -> tuple[Image.Image, Quad, list[tuple[str, Quad]]]:
     """Surround the plate with a dealer frame carrying small text (unlabelled, as in real photos)."""
     w, h = plate.size
     side, top, bottom = int(h * 0.06) + 2, int(h * 0.06) + 2, int(h * rng.uniform(0.15, 0.25))
@@ -250,9 +260,10 @@ def _dealer_frame(rng: np.random.Generator, plate: Image.Image, quad: list) -> t
     text = choice(rng, DEALERS) + (f"  {rng.integers(100, 999)} {rng.integers(1000, 9999)}" if rng.random() < 0.6 else "")
     font = pick_font(rng, choice(rng, ("sans_bold", "condensed")), max(int(bottom * 0.6), 6))
     tw = font.getlength(text)
-    draw_text(ImageDraw.Draw(img), ((img.width - tw) / 2, top + h + bottom * 0.2), text, font,
-              (240, 240, 240) if col[0] < 128 else (20, 20, 20))
-    return img, [(x + side, y + top) for x, y in quad]
+    box = draw_text(ImageDraw.Draw(img), ((img.width - tw) / 2, top + h + bottom * 0.2), text, font,
+                    (240, 240, 240) if col[0] < 128 else (20, 20, 20))
+    shift = lambda q: [(x + side, y + top) for x, y in q]  # noqa: E731
+    return img, shift(quad), [(t, shift(q)) for t, q in extras] + [(text, rect_quad(*box))]
 
 
 # ----------------------------------------------------------------------------- samples
@@ -261,7 +272,7 @@ def _dealer_frame(rng: np.random.Generator, plate: Image.Image, quad: list) -> t
 def plate_line(rng: np.random.Generator, plate: PlateText | None = None) -> RecSample:
     """A plate text crop as a detector would hand it to the recognizer: tilted, low-res, degraded."""
     plate = plate or random_plate_text(rng)
-    img, quad = render_plate(rng, plate)
+    img, quad, _ = render_plate(rng, plate)
     target_h = int(rng.integers(12, 64))
     f = min(1.0, 2.0 * target_h / (quad[2][1] - quad[0][1]))  # shrink first: warping a big plate is slow
     if f < 1.0:
@@ -336,9 +347,10 @@ def _car_background(rng: np.random.Generator, w: int, h: int) -> tuple[Image.Ima
 
 
 def plate_scene(rng: np.random.Generator, plate: PlateText | None = None) -> DetSample:
-    """A car-like cluttered scene with one plate; the labelled line is the plate's main text."""
+    """A car-like cluttered scene with one plate; the first line is the plate's main text, the others
+    are its small print marked ``ignore`` (don't care)."""
     plate = plate or random_plate_text(rng)
-    pimg, quad = render_plate(rng, plate)
+    pimg, quad, extras = render_plate(rng, plate)
     w, h = int(rng.integers(480, 900)), int(rng.integers(360, 700))
     scene, (cx, cy, pw) = _car_background(rng, w, h)
     scale = pw / pimg.width
@@ -354,6 +366,9 @@ def plate_scene(rng: np.random.Generator, plate: PlateText | None = None) -> Det
     text_h = float(np.hypot(text_quad[3][0] - text_quad[0][0], text_quad[3][1] - text_quad[0][1]))
     scene = degrade(scene, rng, level=float(rng.uniform(0.3, 1.1)), text_px=text_h, allow_glare=True,
                     low_light=0.15)
-    line = LineLabel(plate.label, [(round(x, 1), round(y, 1)) for x, y in text_quad])
-    return DetSample(scene, [line], {"plate": plate.label, "printed": plate.printed, "region": plate.region,
+    rnd = lambda q: [(round(x, 1), round(y, 1)) for x, y in q]  # noqa: E731
+    # Small print is real text but not what the plate task reads: a don't-care region for the detector.
+    lines = [LineLabel(plate.label, rnd(text_quad))] + [
+        LineLabel(t, rnd(apply_homography(hm, q)), ignore=True) for t, q in extras if t.strip()]
+    return DetSample(scene, lines, {"plate": plate.label, "printed": plate.printed, "region": plate.region,
                                      "country": plate.country})
