@@ -9,7 +9,7 @@ different sizes share one batch tensor and the GPU sees a handful of shapes only
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal, Sequence
 
 import numpy as np
@@ -47,7 +47,6 @@ class DetInput:
     pad_top: int  # rows of vertical padding added on top of the bounded image
     ratio_hw: tuple[float, float]  # bounded-image pixel -> original pixel scale
     original_hw: tuple[int, int]
-    meta: dict = field(default_factory=dict)
 
     @property
     def bucket(self) -> tuple[int, int]:
