@@ -42,7 +42,7 @@ def test_homography_maps_corners_and_warp_follows_it():
     img.paste((255, 255, 255), (40, 20, 60, 30))  # a white block whose centre (50, 25) we track
     out = warp(img, h, (130, 80))
     cx, cy = apply_homography(h, [(50, 25)])[0]
-    assert out.getpixel((int(round(cx)), int(round(cy))))[0] > 200
+    assert out.getpixel((round(cx), round(cy)))[0] > 200
     assert out.getpixel((2, 78))[0] == 0
 
 

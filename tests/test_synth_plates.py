@@ -7,7 +7,12 @@ import re
 import numpy as np
 
 from training.data.synth.common import sample_seed
-from training.data.synth.plates import compact, plate_line, plate_scene, random_plate_text
+from training.data.synth.plates import (
+    compact,
+    plate_line,
+    plate_scene,
+    random_plate_text,
+)
 
 # Printed formats per country (what the generator must cover).
 FORMATS = {

@@ -6,7 +6,7 @@ import re
 
 import numpy as np
 
-from training.data.synth.common import load_font, font_files, sample_seed
+from training.data.synth.common import font_files, load_font, sample_seed
 from training.data.synth.receipts import (
     date_string,
     mixed_case,

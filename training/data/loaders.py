@@ -9,9 +9,9 @@ in memory. Recognizer crops are cut from line quads with the service's own persp
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
@@ -154,7 +154,7 @@ def read_icdar2015(images_dir: str | Path, gt_dir: str | Path | None = None) -> 
     by_stem = {p.stem: p for p in sorted(images_dir.iterdir()) if p.suffix.lower() in IMAGE_EXTS}
     records = []
     for gt in sorted(gt_dir.glob("*.txt")):
-        stem = gt.stem[3:] if gt.stem.startswith("gt_") else gt.stem
+        stem = gt.stem.removeprefix("gt_")
         if stem not in by_stem:
             raise FileNotFoundError(f"{gt}: no image named {stem}.* in {images_dir}")
         with gt.open(encoding="utf-8-sig") as f:

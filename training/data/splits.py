@@ -7,8 +7,9 @@ never moves a validation image into training.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T")
 SALT = "ocrnet-split-v1"
@@ -18,7 +19,7 @@ def split_of(name: str | Path, val_fraction: float = 0.1, salt: str = SALT) -> s
     """'val' or 'train' for an image name (only the file name counts, not its folder)."""
     if not 0.0 <= val_fraction <= 1.0:
         raise ValueError(f"val_fraction must be in [0, 1], got {val_fraction}")
-    digest = hashlib.sha256(f"{salt}|{Path(name).name}".encode("utf-8")).digest()
+    digest = hashlib.sha256(f"{salt}|{Path(name).name}".encode()).digest()
     u = int.from_bytes(digest[:8], "big") / 2**64
     return "val" if u < val_fraction else "train"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def main_synth(argv: Sequence[str] | None = None) -> int:
@@ -21,4 +21,4 @@ def __getattr__(name: str):
     raise AttributeError(name)
 
 
-__all__ = ["main_synth", "SyntheticSamples", "generate"]
+__all__ = ["SyntheticSamples", "generate", "main_synth"]

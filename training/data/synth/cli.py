@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from training.data.samples import DetSample, RecSample
 from training.data.synth.common import check_fonts

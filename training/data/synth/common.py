@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import io
 import os
-from functools import lru_cache
+from collections.abc import Sequence
+from functools import cache, lru_cache
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from service.vision.crop import homography  # noqa: F401  (re-exported: one homography solver in the repo)
+from service.vision.crop import homography
 
 Point = tuple[float, float]
 Color = tuple[int, int, int]
@@ -70,7 +70,7 @@ def font_root() -> Path:
     return Path(os.environ.get("OCRNET_FONT_DIR", "/usr/share/fonts"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _family_files(root: str, family: str) -> tuple[str, ...]:
     if family not in FONT_FAMILIES:
         raise KeyError(f"unknown font family {family!r}; known: {sorted(FONT_FAMILIES)}")
@@ -206,7 +206,7 @@ def gaussian_blur(img: Image.Image, radius: float) -> Image.Image:
 
 def motion_blur(img: Image.Image, length: float, angle_deg: float) -> Image.Image:
     """Average of shifted copies along a direction (a camera shake streak)."""
-    n = max(int(round(length)), 1)
+    n = max(round(length), 1)
     if n < 2:
         return img
     arr = np.asarray(img, dtype=np.float32)
@@ -216,7 +216,7 @@ def motion_blur(img: Image.Image, length: float, angle_deg: float) -> Image.Imag
     acc = np.zeros_like(arr)
     hgt, w = arr.shape[:2]
     for t in np.linspace(-(n - 1) / 2, (n - 1) / 2, n):
-        dx, dy = int(round(t * np.cos(a))), int(round(t * np.sin(a)))
+        dx, dy = round(t * np.cos(a)), round(t * np.sin(a))
         acc += p[pad + dy: pad + dy + hgt, pad + dx: pad + dx + w]
     return Image.fromarray(np.clip(acc / n, 0, 255).astype(np.uint8))
 

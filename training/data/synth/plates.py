@@ -200,7 +200,7 @@ def render_plate(rng: np.random.Generator, plate: PlateText) -> tuple[Image.Imag
             x, y = cx + rad * np.cos(a), cy + rad * np.sin(a)
             d.ellipse((x - 2 * u, y - 2 * u, x + 2 * u, y + 2 * u), fill=(250, 210, 0))
         cf = pick_font(rng, "sans_bold", int(h * 0.28))
-        cl, ct, cr, cb = cf.getbbox(plate.country)
+        cl, _, cr, _ = cf.getbbox(plate.country)
         small(plate.country, (cx - (cr - cl) / 2, h * 0.62), cf, (255, 255, 255))
         left = border + bw + 8 * u
     elif plate.region == "br" and plate.state == "BRASIL":
@@ -262,7 +262,7 @@ def _dealer_frame(rng: np.random.Generator, plate: Image.Image, quad: Quad, extr
     tw = font.getlength(text)
     box = draw_text(ImageDraw.Draw(img), ((img.width - tw) / 2, top + h + bottom * 0.2), text, font,
                     (240, 240, 240) if col[0] < 128 else (20, 20, 20))
-    shift = lambda q: [(x + side, y + top) for x, y in q]  # noqa: E731
+    shift = lambda q: [(x + side, y + top) for x, y in q]
     return img, shift(quad), [(t, shift(q)) for t, q in extras] + [(text, rect_quad(*box))]
 
 
@@ -366,7 +366,7 @@ def plate_scene(rng: np.random.Generator, plate: PlateText | None = None) -> Det
     text_h = float(np.hypot(text_quad[3][0] - text_quad[0][0], text_quad[3][1] - text_quad[0][1]))
     scene = degrade(scene, rng, level=float(rng.uniform(0.3, 1.1)), text_px=text_h, allow_glare=True,
                     low_light=0.15)
-    rnd = lambda q: [(round(x, 1), round(y, 1)) for x, y in q]  # noqa: E731
+    rnd = lambda q: [(round(x, 1), round(y, 1)) for x, y in q]
     # Small print is real text but not what the plate task reads: a don't-care region for the detector.
     lines = [LineLabel(plate.label, rnd(text_quad))] + [
         LineLabel(t, rnd(apply_homography(hm, q)), ignore=True) for t, q in extras if t.strip()]
