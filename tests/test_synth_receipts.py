@@ -9,6 +9,8 @@ import numpy as np
 from training.data.synth.common import font_files, load_font, sample_seed
 from training.data.synth.receipts import (
     date_string,
+    document_page,
+    invoice_page,
     mixed_case,
     random_line_text,
     receipt_line,
@@ -75,3 +77,16 @@ def test_page_quads_are_inside_and_do_not_overlap():
             small = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
             assert ix * iy < 0.35 * small
     assert d.fields["total"] and any(d.fields["total"] in ln.text for ln in d.lines)
+
+
+def test_invoice_page_has_table_and_total():
+    d = invoice_page(sample_seed(0, 1))
+    texts = [ln.text for ln in d.lines]
+    w, h = d.image.size
+    assert d.fields["layout"] == "invoice" and d.fields["total"] in texts and d.fields["company"] in texts
+    assert any(t.upper() in ("QTY",) for t in texts) and len(texts) > 20
+    for ln in d.lines:
+        q = np.asarray(ln.polygon)
+        assert q[:, 0].min() >= 0 and q[:, 1].min() >= 0 and q[:, 0].max() <= w and q[:, 1].max() <= h
+    layouts = {document_page(sample_seed(3, i)).fields["layout"] for i in range(8)}
+    assert layouts == {"receipt", "invoice"}

@@ -19,6 +19,7 @@ from training.data.synth.common import (
     apply_homography,
     choice,
     degrade,
+    draw_text,
     fit_canvas,
     paper_texture,
     pick_font,
@@ -404,6 +405,7 @@ _X_ALIGN = {"left": 0.0, "mid": 0.55, "midright": 0.45, "right": 1.0, "center": 
 def receipt_page(rng: np.random.Generator) -> DetSample:
     """A whole receipt photographed/scanned: every printed segment is one labelled quad."""
     rows, fields = receipt_rows(rng)
+    fields["layout"] = "receipt"
     look = random_look(rng, int(rng.integers(14, 24)))
     font = pick_font(rng, look.family, look.size)
     cols = int(rng.integers(32, 48))
@@ -455,14 +457,111 @@ def receipt_page(rng: np.random.Generator) -> DetSample:
                 d.line((margin, sy + 3, width - margin, sy + 3), fill=230, width=max(look.size // 12, 1))
     paper = paper_texture(rng, width, height, look.paper, float(rng.uniform(0.1, 0.6)))
     page = _ink_to_rgb(rng, np.asarray(mask), look, paper)
-    # Place the paper on a scanner bed / table, tilted, with a bit of perspective.
+    page, lines = _photograph(rng, page, placed, look.size)
+    return DetSample(page, lines, fields)
+
+
+def _photograph(rng: np.random.Generator, page: Image.Image, placed: list[tuple[str, tuple[float, float, float, float]]],
+                text_px: float) -> tuple[Image.Image, list[LineLabel]]:
+    """Place the paper on a scanner bed / table, tilted, with a bit of perspective; map the text boxes along."""
+    width, height = page.size
     hm = rotation(rng.uniform(-4, 4), width / 2, height / 2) @ random_perspective(rng, width, height, 0.025)
     hm, size = fit_canvas(hm, width, height, margin=float(rng.uniform(5, 60)))
     bg = tuple(int(c) for c in (rng.integers(20, 230, 3) if rng.random() < 0.5 else rng.integers(180, 250, 1).repeat(3)))
     page = warp(page, hm, size, fill=bg)
-    page = degrade(page, rng, level=float(rng.uniform(0.1, 0.9)), text_px=look.size)
-    pad = max(look.size * 0.08, 1.0)
+    page = degrade(page, rng, level=float(rng.uniform(0.1, 0.9)), text_px=text_px)
+    pad = max(text_px * 0.08, 1.0)
     lines = [LineLabel(text, [(round(x, 1), round(yy, 1)) for x, yy in
                               apply_homography(hm, rect_quad(x0 - pad, y0 - pad, x1 + pad, y1 + pad))])
              for text, (x0, y0, x1, y1) in placed]
-    return DetSample(page, lines, fields)
+    return page, lines
+
+
+def invoice_page(rng: np.random.Generator) -> DetSample:
+    """A business invoice (A4-like, laser print): header, bill-to block, item table, totals, payment terms."""
+    width = int(rng.integers(760, 900))
+    height = int(width * 1.414)
+    size = int(rng.integers(13, 18))
+    family = choice(rng, ("sans", "condensed", "serif", "mono"))
+    font = pick_font(rng, family, size)
+    bold = pick_font(rng, "sans_bold" if family != "serif" else "serif", int(size * rng.uniform(1.0, 1.2)))
+    big = pick_font(rng, "sans_bold", int(size * rng.uniform(1.6, 2.2)))
+    ink = tuple(int(c) for c in rng.integers(0, 50, 3))
+    paper = paper_texture(rng, width, height, (250, 250, 248), float(rng.uniform(0.05, 0.3)))
+    d = ImageDraw.Draw(paper)
+    placed: list[tuple[str, tuple[float, float, float, float]]] = []
+
+    def put(text: str, x: float, y: float, f, align: str = "left") -> float:
+        tw = f.getlength(text)
+        x = x - tw if align == "right" else x
+        box = draw_text(d, (x, y), text, f, ink)
+        placed.append((text, box))
+        return box[3]
+
+    m = width * rng.uniform(0.06, 0.09)
+    right = width - m
+    line_h = size * rng.uniform(1.35, 1.7)
+    company = company_name(rng)
+    addr = address_lines(rng)
+    y = put(company, m, m, bold) + size * 0.5
+    for a in addr + [phone_line(rng)]:
+        put(a, m, y, font)
+        y += line_h
+    title = choice(rng, ("INVOICE", "TAX INVOICE", "Invoice", "COMMERCIAL INVOICE", "QUOTATION"))
+    ty = put(title, right, m, big, "right") + size * 0.8
+    date = date_string(rng)
+    for lab, val in ((choice(rng, ("Invoice No:", "INVOICE NO.", "Invoice #")), f"INV-{_d(rng, int(rng.integers(4, 7)))}"),
+                     (choice(rng, ("Date:", "DATE", "Invoice Date:")), date),
+                     (choice(rng, ("Due Date:", "DUE DATE", "Terms:")), choice(rng, (date_string(rng), "30 DAYS", "C.O.D."))),
+                     (choice(rng, ("Customer ID:", "Account No:", "PO No:")), _d(rng, int(rng.integers(4, 9))))):
+        put(lab, right - width * 0.3, ty, font)
+        put(val, right, ty, font, "right")
+        ty += line_h
+    y = max(y, ty) + line_h
+    put(choice(rng, ("BILL TO:", "Bill To", "CUSTOMER:", "Sold To:")), m, y, bold)
+    y += line_h * 1.1
+    for a in [company_name(rng)] + address_lines(rng):
+        put(a, m, y, font)
+        y += line_h
+    y += line_h
+    cols = [m, m + width * 0.07, right - width * 0.36, right - width * 0.17, right]
+    heads = [("NO", "left"), (choice(rng, ("DESCRIPTION", "Description", "ITEM")), "left"), ("QTY", "right"),
+             (choice(rng, ("UNIT PRICE", "Unit Price", "RATE")), "right"), (choice(rng, ("AMOUNT", "Amount", "TOTAL (RM)")), "right")]
+    d.rectangle((m - 4, y - 4, right + 4, y + line_h - 2), fill=tuple(int(c) for c in rng.integers(200, 240, 1).repeat(3)))
+    for (h, al), x in zip(heads, (cols[0], cols[1], cols[2], cols[3], cols[4])):
+        put(h, x, y, bold, al)
+    y += line_h * 1.2
+    items = random_items(rng, int(rng.integers(2, 12)))
+    for k, it in enumerate(items, 1):
+        put(str(k), cols[0], y, font)
+        put(it.name, cols[1], y, font)
+        put(str(it.qty), cols[2], y, font, "right")
+        put(fmt_money(it.unit), cols[3], y, font, "right")
+        put(fmt_money(it.amount), cols[4], y, font, "right")
+        y += line_h
+    d.line((m, y, right, y), fill=ink, width=1)
+    y += line_h * 0.5
+    sub = round(sum(i.amount for i in items), 2)
+    rate = choice(rng, (0.06, 0.08, 0.1, 0.0))
+    tax = round(sub * rate, 2)
+    total = fmt_money(sub + tax)
+    for lab, val, f in (("Subtotal" if rng.random() < 0.5 else "SUBTOTAL", fmt_money(sub), font),
+                        (f"{choice(rng, ('SST', 'GST', 'Tax', 'Service Tax'))} {int(rate * 100)}%", fmt_money(tax), font),
+                        (choice(rng, ("TOTAL", "Total Due", "GRAND TOTAL", "TOTAL (RM)")), total, bold)):
+        put(lab, cols[3] - width * 0.12, y, f)
+        put(val, right, y, f, "right")
+        y += line_h
+    y += line_h
+    for extra in (choice(rng, ("Payment terms: 30 days", "PAYMENT DUE WITHIN 14 DAYS", "Thank you for your business")),
+                  f"Bank: {choice(rng, NAME_WORDS)} BANK  Account No: {_d(rng, 4)}-{_d(rng, 4)}-{_d(rng, 4)}"):
+        if y + line_h < height - m:
+            put(extra, m, y, font)
+            y += line_h
+    page, lines = _photograph(rng, paper, placed, size)
+    return DetSample(page, lines, {"company": company, "date": date, "address": " ".join(addr), "total": total,
+                                   "layout": "invoice"})
+
+
+def document_page(rng: np.random.Generator) -> DetSample:
+    """A receipt (most of the time) or a business invoice."""
+    return invoice_page(rng) if rng.random() < 0.25 else receipt_page(rng)

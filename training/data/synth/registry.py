@@ -11,7 +11,7 @@ from training.data.samples import DetSample, RecSample
 from training.data.synth.common import sample_seed
 from training.data.synth.ids import id_line, id_page
 from training.data.synth.plates import plate_line, plate_scene
-from training.data.synth.receipts import receipt_line, receipt_page
+from training.data.synth.receipts import document_page, receipt_line
 
 DOMAINS = ("plates", "receipts", "ids")
 KINDS = ("lines", "pages")
@@ -19,7 +19,7 @@ GENERATORS: dict[tuple[str, str], Callable[[np.random.Generator], RecSample | De
     ("plates", "lines"): plate_line,
     ("plates", "pages"): plate_scene,
     ("receipts", "lines"): receipt_line,
-    ("receipts", "pages"): receipt_page,
+    ("receipts", "pages"): document_page,
     ("ids", "lines"): id_line,
     ("ids", "pages"): id_page,
 }
