@@ -274,7 +274,7 @@ def plate_line(rng: np.random.Generator, plate: PlateText | None = None) -> RecS
     plate = plate or random_plate_text(rng)
     img, quad, _ = render_plate(rng, plate)
     target_h = int(rng.integers(12, 64))
-    f = min(1.0, 2.0 * target_h / (quad[2][1] - quad[0][1]))  # shrink first: warping a big plate is slow
+    f = min(1.0, 1.5 * target_h / (quad[2][1] - quad[0][1]))  # shrink first: warping a big plate is slow
     if f < 1.0:
         img = img.resize((max(int(img.width * f), 8), max(int(img.height * f), 8)), Image.Resampling.BILINEAR)
         quad = [(x * f, y * f) for x, y in quad]
