@@ -30,16 +30,21 @@ class OcrOptions(BaseModel):
 UPLOAD_SCHEMA_NAME = "OcrUpload"
 
 
-def upload_schema(profiles: list[str]) -> dict[str, Any]:
-    """The multipart body schema; registered under components by the app (see ``register_upload_schema``)."""
+def upload_schema(profiles: list[str], max_files: int | None = None) -> dict[str, Any]:
+    """The multipart body schema; registered under components by the app (see ``register_upload_schema``).
+
+    As strict as the upload reader: unknown fields, no files and more than ``max_files`` are all rejected."""
+    files: dict[str, Any] = {"type": "array", "minItems": 1, "items": {"type": "string", "format": "binary"}}
+    if max_files is not None:
+        files["maxItems"] = max_files
     return {
         "title": UPLOAD_SCHEMA_NAME,
         "type": "object",
         "required": ["files"],
+        "additionalProperties": False,
         "properties": {
             "files": {
-                "type": "array",
-                "items": {"type": "string", "format": "binary"},
+                **files,
                 "description": "One or more images (JPEG, PNG, WebP, BMP, TIFF, GIF; first frame only).",
             },
             "profile": {"type": "string", "enum": list(profiles), "default": "generic",
@@ -61,7 +66,7 @@ def register_upload_schema(app: FastAPI) -> None:
         if app.openapi_schema is None:
             schema = build()
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            components[UPLOAD_SCHEMA_NAME] = upload_schema(list(app.state.engine.profiles))
+            components[UPLOAD_SCHEMA_NAME] = upload_schema(list(app.state.engine.profiles), app.state.settings.max_files)
             for profile in PROFILES.values():
                 fields = profile.fields_model.model_json_schema(ref_template="#/components/schemas/{model}")
                 components.update(fields.pop("$defs", {}))
