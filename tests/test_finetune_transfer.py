@@ -87,6 +87,7 @@ def test_mixing_is_alpha_weighted_sum_of_source_and_target(tmp_path):
     assert set(tr.step_log[0]) >= {"src", "tgt", "loss"}
 
 
+@pytest.mark.slow
 def test_rec_distillation_zero_when_student_is_teacher_even_with_a_cut_charset(tmp_path):
     from training.models.rec import cut_charset
 
@@ -138,6 +139,7 @@ def test_bn_statistics_frozen_by_default(tmp_path, frozen):
     assert unchanged is frozen
 
 
+@pytest.mark.slow
 def test_resume_reproduces_the_next_step(tmp_path):
     kw = dict(max_steps=3, epochs=2, checkpoint_every_steps=100,
               transfer={"mixing": {"alpha": 0.5, "source": [{"kind": "synthetic", "domain": "generic"}]}})

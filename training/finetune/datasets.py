@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from shapely.geometry import Polygon, box
 from torch.utils.data import Dataset
 
 from service.vision.det_preprocess import DetPreprocessConfig, bound_image, det_resize_shape, normalize
@@ -27,7 +28,8 @@ class DetDataset(Dataset):
     """
 
     def __init__(self, samples: Sequence[DetSample], size: int = 640, seed: int = 0,
-                 preprocess: DetPreprocessConfig = DetPreprocessConfig(), text_centred: float = 0.8) -> None:
+                 preprocess: DetPreprocessConfig = DetPreprocessConfig(), text_centred: float = 0.8,
+                 min_visible: float = 0.5) -> None:
         if size % 32:
             raise ValueError("det crop size must be a multiple of 32")
         self.samples = list(samples)
@@ -35,6 +37,7 @@ class DetDataset(Dataset):
         self.seed = seed
         self.cfg = preprocess
         self.text_centred = text_centred
+        self.min_visible = min_visible
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -72,18 +75,35 @@ class DetDataset(Dataset):
         chw = np.zeros((3, s, s), np.float32)  # zero padding after normalisation, like the service buckets
         chw[:, :crop.shape[0], :crop.shape[1]] = normalize(crop, self.cfg.mean, self.cfg.std)
         shifted, flags = [], []
+        view = box(0, 0, crop.shape[1], crop.shape[0])
         for poly, ig in zip(polys, ignore):
             p = poly - (x0, y0)
-            if p[:, 0].max() < 0 or p[:, 1].max() < 0 or p[:, 0].min() >= crop.shape[1] or p[:, 1].min() >= crop.shape[0]:
+            clipped = _clip_to(p, view)
+            if clipped is None:
                 continue
-            inside = (p[:, 0].min() >= 0 and p[:, 1].min() >= 0 and p[:, 0].max() < crop.shape[1]
-                      and p[:, 1].max() < crop.shape[0])
-            shifted.append(p)
-            flags.append(ig or not inside)  # a line cut by the crop is "don't care", not background
+            quad, visible = clipped
+            shifted.append(quad)
+            flags.append(ig or visible < self.min_visible)  # a mostly cut-off line is "don't care"
         targets = make_db_targets(shifted, flags, s, s)
         item = {"image": torch.from_numpy(chw)}
         item.update({k: torch.from_numpy(v) for k, v in targets.items()})
         return item
+
+
+def _clip_to(quad: np.ndarray, view) -> tuple[np.ndarray, float] | None:
+    """The part of ``quad`` inside the crop as a 4-point quad, and the fraction of it that is visible."""
+    poly = Polygon(quad)
+    if not poly.is_valid:
+        poly = poly.buffer(0)
+    if poly.area <= 0:
+        return None
+    if view.contains(poly):
+        return quad, 1.0
+    inter = poly.intersection(view)
+    if inter.is_empty or inter.area <= 0:
+        return None
+    rect = np.asarray(inter.minimum_rotated_rectangle.exterior.coords, np.float64)[:4]
+    return rect, inter.area / poly.area
 
 
 def collate_det(items: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
