@@ -238,13 +238,13 @@ def id_page(rng: np.random.Generator, kind: str | None = None) -> DetSample:
 
 def id_line(rng: np.random.Generator) -> RecSample:
     """An MRZ line (TD3 or TD1, OCR-B) or a visual-zone field line, cropped from a security-print background."""
-    person = random_person(rng)
+    kind = weighted(rng, {"TD3": 0.6, "TD1": 0.4})
+    person = random_person(rng, "P" if kind == "TD3" else choice(rng, ("I", "ID", "IR", "AC")))
     if rng.random() < 0.55:
-        kind = weighted(rng, {"TD3": 0.6, "TD1": 0.4})
         text = choice(rng, mrz_lines(person, kind))
         font = pick_font(rng, "ocrb", int(rng.integers(20, 40)))
     else:
-        label, value = choice(rng, _field_pairs(rng, person, choice(rng, ("TD3", "TD1"))))
+        label, value = choice(rng, _field_pairs(rng, person, kind))
         text = value if rng.random() < 0.75 else label
         family = choice(rng, ("sans_bold", "sans", "mono_bold", "condensed", "serif"))
         font = pick_font(rng, family, int(rng.integers(16, 36)))
