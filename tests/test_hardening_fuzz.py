@@ -29,7 +29,7 @@ from hardening_support import fast_bundle, run_server, server_env
 from hostile_inputs import encode, small_doc
 
 KEY = "fuzz-key-0123456789"
-MAX_EXAMPLES = 40
+MAX_EXAMPLES = 100
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
           response_schema_conformance, negative_data_rejection]
 SEEN: Counter = Counter()
