@@ -98,6 +98,8 @@ class FinetuneConfig(_Strict):
     max_steps: int | None = Field(default=None, ge=1, description="stop after this many optimizer steps")
     batch_size: int = Field(default=16, ge=1)
     eval_every_steps: int | None = Field(default=None, ge=1, description="default: once per epoch")
+    eval_at_start: bool = Field(default=True, description="validate the pretrained weights first, so the best "
+                                                          "checkpoint is never worse than the starting point")
     early_stopping_patience: int | None = Field(default=5, ge=1, description="evaluations without improvement")
     checkpoint_every_steps: int | None = Field(default=200, ge=1)
     seed: int = 0

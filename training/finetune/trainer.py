@@ -228,6 +228,8 @@ class Trainer:
                    desc=f"finetune {self.task.name}", dynamic_ncols=True)
         stop = early = st.step >= end
         evaluated_at = -1
+        if st.step == 0 and not st.history and cfg.eval_at_start:
+            self._after_eval(self.evaluate())
         while not stop and st.epoch < cfg.epochs:
             for batch in self._loader(self.train_ds, self.train_sampler, st.epoch, st.batch_in_epoch):
                 parts = self.train_step(batch, next(source_iter) if source_iter else None)
