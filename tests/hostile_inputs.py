@@ -240,6 +240,8 @@ def build_corpus(max_files: int, max_upload_bytes: int, max_pixels: int) -> list
                     multipart([image_part(png, "ok.png"), image_part(png[:40], "bad.png")]), 400, "invalid_image"),
         HostileCase("two_images_ok", multipart([image_part(png, "a.png"), image_part(jpeg, "b.jpg", "image/jpeg")]),
                     200, sizes=((96, 48), (96, 48)), filenames=("a.png", "b.jpg")),
+        HostileCase("ten_thousand_tiny_parts", multipart([Part("profile", b"x")] * 10_000 + [image_part(png)]),
+                    413, "too_many_parts"),
         HostileCase("no_files", multipart([Part("profile", b"generic")]), 422, "no_files"),
         HostileCase("wrong_field_name", multipart([Part("file", png, "a.png", "image/png")]), 422, "unexpected_field"),
         HostileCase("unknown_form_field", multipart([Part("evil", b"x"), image_part(png)]), 422, "unexpected_field"),
