@@ -60,6 +60,11 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1, description="Largest single uploaded file (bytes).")
     max_pixels: int = Field(40_000_000, ge=1, description="Largest image (width*height), checked before decoding.")
     max_files: int = Field(16, ge=1, description="Most images per request.")
+    max_request_pixels: int = Field(
+        120_000_000, ge=1,
+        description="Largest total width*height of all images in one request, checked from the headers before "
+        "decoding (16 tiny PNGs may otherwise declare 16 x max_pixels: gigabytes of RGB from a 72 KB request).",
+    )
     upload_timeout_s: float = Field(
         60.0, gt=0, description="Whole request body must arrive within this, else 408 (slow-upload guard)."
     )

@@ -30,7 +30,7 @@ from service.api.schemas import (
     Timings,
 )
 from service.api.context import current_request_id
-from service.api.uploads import DecodedImage, UploadedFile, decode_image
+from service.api.uploads import DecodedImage, UploadedFile, decode_image, total_declared_pixels
 from service.model_bundle import MANIFEST, sha256_file
 from service.pipeline import Detections, OcrPipeline, TextLine
 from service.profiles import PROFILES
@@ -290,6 +290,10 @@ class Engine:
         runner = self.by_profile[profile]
         extract = self.extractors[profile]
         s = self.settings
+        declared = await asyncio.to_thread(total_declared_pixels, list(files))
+        if declared > s.max_request_pixels:
+            raise ApiError(413, "request_too_many_pixels",
+                           f"images total {declared} pixels, over the {s.max_request_pixels}-pixel request limit")
         try:
             async with asyncio.timeout(s.request_timeout_s):
                 images = await _all_or_nothing(

@@ -237,6 +237,18 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def total_declared_pixels(uploads: list[UploadedFile]) -> int:
+    """Sum of width*height read from each file's header only (unreadable files count 0: decode_image reports them)."""
+    total = 0
+    for upload in uploads:
+        try:
+            with Image.open(io.BytesIO(upload.data)) as img:
+                total += img.width * img.height
+        except Exception:  # not an image, or over Pillow's own bomb limit: decode_image gives the precise error
+            continue
+    return total
+
+
 def decode_image(upload: UploadedFile, index: int, max_pixels: int) -> DecodedImage:
     """Validate and decode one uploaded file (CPU-bound: call it off the event loop)."""
     label = _label(index, upload.filename)
