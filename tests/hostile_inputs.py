@@ -166,7 +166,8 @@ def eps_header() -> bytes:
 
 
 # ------------------------------------------------------------------ the corpus
-def build_corpus(max_files: int, max_upload_bytes: int, max_pixels: int) -> list[HostileCase]:
+def build_corpus(max_files: int, max_upload_bytes: int, max_pixels: int,
+                 max_request_pixels: int | None = None) -> list[HostileCase]:
     """Every hostile/odd request with its required answer. Assumes ``max_pixels`` well below 20000**2."""
     assert max_pixels < 16_000 ** 2, "huge-image cases need a pixel limit below 16000x16000"
     png = encode(small_doc(), "PNG")
@@ -240,6 +241,7 @@ def build_corpus(max_files: int, max_upload_bytes: int, max_pixels: int) -> list
                     multipart([image_part(png, "ok.png"), image_part(png[:40], "bad.png")]), 400, "invalid_image"),
         HostileCase("two_images_ok", multipart([image_part(png, "a.png"), image_part(jpeg, "b.jpg", "image/jpeg")]),
                     200, sizes=((96, 48), (96, 48)), filenames=("a.png", "b.jpg")),
+        *_request_pixel_cases(max_files, max_pixels, max_request_pixels),
         HostileCase("ten_thousand_tiny_parts", multipart([Part("profile", b"x")] * 10_000 + [image_part(png)]),
                     413, "too_many_parts"),
         HostileCase("no_files", multipart([Part("profile", b"generic")]), 422, "no_files"),
@@ -259,3 +261,16 @@ def build_corpus(max_files: int, max_upload_bytes: int, max_pixels: int) -> list
                     content_type="multipart/form-data"),
     ]
     return cases
+
+
+def _request_pixel_cases(max_files: int, max_pixels: int, max_request_pixels: int | None) -> list[HostileCase]:
+    """Bombs each under the per-image limit whose total breaks the per-request limit (few KB, gigabytes decoded)."""
+    if max_request_pixels is None:
+        return []
+    side = int(max_pixels ** 0.5) // 8 * 8
+    count = max_request_pixels // (side * side) + 1
+    if count > max_files:
+        return []
+    bomb = png_bomb(side)
+    return [HostileCase(f"{count}_bombs_of_{side}px_over_request_budget",
+                        multipart([image_part(bomb, f"{i}.png") for i in range(count)]), 413, "request_too_many_pixels")]

@@ -32,7 +32,7 @@ from hostile_inputs import (
 from service.api.errors import ApiError
 from service.api.uploads import UploadedFile, decode_image
 
-MAX_FILES, MAX_UPLOAD, MAX_PIXELS = 4, 2 * 1024 * 1024, 40_000_000
+MAX_FILES, MAX_UPLOAD, MAX_PIXELS, MAX_REQUEST_PIXELS = 4, 2 * 1024 * 1024, 40_000_000, 120_000_000
 PASSES = 2
 RSS_SETTLED_SLACK = 96 * 2**20  # allocator caches and thread arenas; a decoded 20000^2 RGB image would be 1.2 GB
 RSS_PEAK_SLACK = 320 * 2**20
@@ -76,14 +76,16 @@ def server(base_model_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("inputs")
     bundle = fast_bundle(root / "fast", base_model_dir)
     env = server_env(bundle, root / "no-profile-models", max_files=str(MAX_FILES),
-                     max_upload_bytes=str(MAX_UPLOAD), max_pixels=str(MAX_PIXELS), request_timeout_s="60")
+                     max_upload_bytes=str(MAX_UPLOAD), max_pixels=str(MAX_PIXELS), max_request_pixels=str(MAX_REQUEST_PIXELS),
+                     request_timeout_s="60")
     with run_server(env) as srv:
         yield srv
 
 
 @pytest.mark.slow
 def test_hostile_corpus_on_real_server(server):
-    corpus = build_corpus(MAX_FILES, MAX_UPLOAD, MAX_PIXELS)
+    corpus = build_corpus(MAX_FILES, MAX_UPLOAD, MAX_PIXELS, MAX_REQUEST_PIXELS)
+    assert any(case.code == "request_too_many_pixels" for case in corpus)
     png = encode(small_doc(), "PNG")
     with httpx.Client(base_url=server.base_url, timeout=60) as client:
         warm = client.post("/v1/ocr", content=multipart([image_part(png), image_part(png)]),
