@@ -90,7 +90,7 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         400: "Bad input: empty file, not an image, corrupt or truncated image.",
         401: "Missing or wrong X-API-Key (only when the server has an API key configured).",
         408: "The request body did not arrive within the upload timeouts (stalled or trickling client).",
-        413: "File over the size limit, image over the pixel limit, or too many files.",
+        413: "File over the size limit, image (or all images together) over the pixel limit, too many files/parts.",
         415: "Unsupported media type (request not multipart, or an image format we do not decode).",
         422: "Validation error (unknown profile, bad option value, no files).",
         503: "Overloaded (queue full, retry after `Retry-After` seconds) or models not ready.",
