@@ -1,0 +1,61 @@
+"""Images/s of OcrPipeline on a folder of images (default: ../shared/data/plates), CPU or GPU.
+
+    python bench/pipeline_throughput.py --threads 2 --batch 1 4 --limit 40
+
+Prints one row per batch size: images, wall seconds, images/s, mean ms per image, lines found.
+Images are decoded once up front; the timed part is read_batch (det preprocess .. CTC decode).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from service.pipeline import OcrPipeline  # noqa: E402
+from service.vision.images import to_bgr_array  # noqa: E402
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", type=Path, default=REPO.parent / "shared" / "data" / "plates")
+    ap.add_argument("--model-dir", type=Path, default=REPO / "models" / "base")
+    ap.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
+    ap.add_argument("--providers", nargs="*", default=["cpu"], help="e.g. cuda cpu")
+    ap.add_argument("--batch", type=int, nargs="+", default=[1], help="images per read_batch call")
+    ap.add_argument("--limit", type=int, default=0, help="use only the first N images (0 = all)")
+    ap.add_argument("--warmup", type=int, default=2)
+    args = ap.parse_args(argv)
+
+    files = sorted(p for p in args.images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if args.limit:
+        files = files[: args.limit]
+    if not files:
+        print(f"no images in {args.images}", file=sys.stderr)
+        return 1
+    images = [to_bgr_array(p.read_bytes())[:, :, ::-1] for p in files]  # RGB arrays, decode not timed
+    pipe = OcrPipeline.from_dir(args.model_dir, providers=args.providers, intra_threads=args.threads)
+    for img in images[: args.warmup]:
+        pipe.read(img)
+
+    print(f"model={args.model_dir.name} providers={pipe.det_providers} threads={args.threads} images={len(images)} "
+          f"from {args.images}")
+    print(f"{'batch':>5} {'images':>6} {'wall_s':>8} {'img/s':>7} {'ms/img':>8} {'lines':>6}")
+    for bs in args.batch:
+        t0 = time.perf_counter()
+        n_lines = 0
+        for start in range(0, len(images), bs):
+            n_lines += sum(len(r) for r in pipe.read_batch(images[start : start + bs]))
+        wall = time.perf_counter() - t0
+        print(f"{bs:>5} {len(images):>6} {wall:>8.2f} {len(images) / wall:>7.2f} {1000 * wall / len(images):>8.1f} "
+              f"{n_lines:>6}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
