@@ -31,12 +31,14 @@ def plot(reports: dict[str, dict], out_dir: Path) -> list[Path]:
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for label, rep in reports.items():
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (label, rep) in enumerate(reports.items()):
         lv = rep["levels"]
         xs = [x["concurrency"] for x in lv]
         for q, style in (("p50_ms", "-"), ("p95_ms", "--"), ("p99_ms", ":")):
-            ax.plot(xs, [x[q] for x in lv], style, marker="o", label=f"{label} {q[:3]}")
-    ax.set(xscale="log", yscale="log", xlabel="concurrent clients", ylabel="latency (ms)", title="OCRNet latency")
+            ax.plot(xs, [x[q] for x in lv], style, color=colors[i % len(colors)], marker="o", label=f"{label} {q[:3]}")
+    ax.set(xscale="log", yscale="log", xlabel="concurrent clients", ylabel="latency of 200s (ms)",
+           title="OCRNet latency (p50 -, p95 --, p99 :)")
     ax.grid(True, alpha=0.3, which="both")
     ax.legend(fontsize=8)
     lat = out_dir / "latency.png"

@@ -105,7 +105,6 @@ def test_env_names_are_real_settings() -> None:
     used = set()
     for path in [*DOCKERFILES.values(), COMPOSE]:
         used |= ocrnet_env_names(path.read_text())
-    used -= {"OCRNET_MODELS_HOST_DIR"}  # compose-only: host path of the models bind mount
     assert used, "deployment sets no OCRNET_* settings?"
     assert used <= fields, f"unknown settings: {sorted(used - fields)}"
 
@@ -161,7 +160,7 @@ def test_compose_structure() -> None:
 
 
 def test_compose_cli_validates() -> None:
-    env = {**os.environ, "OCRNET_MODELS_HOST_DIR": str(REPO / "models")}
+    env = {**os.environ, "OCR_MODELS_HOST_DIR": str(REPO / "models")}
     for cmd in (["docker", "compose"], ["docker-compose"]):
         if not shutil.which(cmd[0]):
             continue
