@@ -140,3 +140,26 @@ def test_every_dev_label_mrz_validates() -> None:
         assert (r.document_number, r.surname, r.given_names) == (f["document_number"], f["surname"],
                                                                  f["given_names"])
         assert r.birth_date_raw == f["birth_date"] and r.expiry_date_raw == f["expiry_date"]
+
+
+def test_digits_in_letter_only_fields_become_letters() -> None:
+    # OCR-B 'O' read as '0' in names and country codes (seen on the base model).
+    r = parse_mrz(("P<P0LD0NALDS0N<<EDGAR<<<<<<<<<<<<<<<<<<<<<<<", "PBKS39FYR6P0L2507248M2612052<<<<<<<<<<<<<<00"))
+    assert r.valid and (r.issuing_country, r.surname, r.nationality) == ("POL", "DONALDSON", "POL")
+
+
+def test_document_number_look_alikes_resolved_by_the_check_digits() -> None:
+    # Label QFTZ84KO1; OCR read Z as 2 and O as 0. Only one swap set makes both check digits valid.
+    r = parse_mrz(("P<BELMACIEL<<JAMES<<<<<<<<<<<<<<<<<<<<<<<<<<", "QFT284K012BEL6103051M2706225<<<<<<<<<<<<<<04"))
+    assert r.valid and r.document_number == "QFTZ84KO1"
+    assert any(c.startswith("document_number:") for c in r.corrections)
+
+
+def test_unresolvable_document_number_stays_invalid() -> None:
+    r = parse_mrz(("P<BELMACIEL<<JAMES<<<<<<<<<<<<<<<<<<<<<<<<<<", "QFTZ84KQ12BEL6103051M2706225<<<<<<<<<<<<<<04"))
+    assert not r.valid and r.check_digits["document_number"] is False
+
+
+def test_printed_labels_are_not_taken_for_an_mrz() -> None:
+    r = find_mrz(["NATIONALITEITNATIONALITYNATIONALITE1", "PLACE OF BIRTH PLAATS VAN GEBOORTE", *TD3])
+    assert r is not None and r.mrz_lines == list(TD3)

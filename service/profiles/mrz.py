@@ -30,6 +30,12 @@ _WEIGHTS = (7, 3, 1)
 # Letters an OCR engine produces where the MRZ can only hold a digit.
 _TO_DIGIT = str.maketrans({"O": "0", "Q": "0", "D": "0", "U": "0", "I": "1", "L": "1", "Z": "2",
                            "S": "5", "G": "6", "B": "8", "T": "7", "A": "4"})
+# Digits an OCR engine produces where the MRZ can only hold a letter (names, country codes, document type).
+_TO_LETTER = str.maketrans({"0": "O", "1": "I", "2": "Z", "5": "S", "6": "G", "8": "B"})
+# Look-alikes tried in alphanumeric fields (document number) when only its check digit fails.
+_SWAP = {"0": "O", "O": "0", "1": "I", "I": "1", "2": "Z", "Z": "2", "5": "S", "S": "5", "8": "B", "B": "8",
+         "6": "G", "G": "6"}
+_MAX_SWAPS = 2
 # (lines, line length) per document type.
 MRZ_SPECS: dict[str, tuple[int, int]] = {"TD1": (3, 30), "TD2": (2, 36), "TD3": (2, 44)}
 
@@ -214,6 +220,18 @@ def _with_fixed(line: str, positions: Sequence[int | tuple[int, int]]) -> tuple[
     return "".join(chars), fixes
 
 
+def _with_letters(line: str, ranges: Sequence[tuple[int, int]]) -> tuple[str, list[str]]:
+    """Apply digit->letter fixes in the letters-only `ranges` (names, country codes, document type)."""
+    chars, fixes = list(line), []
+    for start, end in ranges:
+        for i in range(start, min(end, len(chars))):
+            new = chars[i].translate(_TO_LETTER)
+            if new != chars[i]:
+                fixes.append(f"{i}:{chars[i]}->{new}")
+                chars[i] = new
+    return "".join(chars), fixes
+
+
 def _cd_ok(data: str, cd: str, allow_filler: bool = False) -> bool:
     if allow_filler and cd == "<" and set(data) <= {"<"}:
         return True
@@ -225,7 +243,10 @@ def _cd_ok(data: str, cd: str, allow_filler: bool = False) -> bool:
 
 def _parse_td3(lines: list[str]) -> MrzResult:
     l1, l2 = lines
-    l2, fixes = _with_fixed(l2, [9, (13, 19), 19, (21, 27), 27, 42, 43])
+    l1, fixes = _with_letters(l1, [(0, 1), (2, 44)])
+    l2, more = _with_letters(l2, [(10, 13)])
+    l2, more2 = _with_fixed(l2, [9, (13, 19), 19, (21, 27), 27, 42, 43])
+    fixes += more + more2
     checks = {
         "document_number": _cd_ok(l2[0:9], l2[9]),
         "birth_date": _cd_ok(l2[13:19], l2[19]),
@@ -243,7 +264,10 @@ def _parse_td3(lines: list[str]) -> MrzResult:
 
 def _parse_td2(lines: list[str]) -> MrzResult:
     l1, l2 = lines
-    l2, fixes = _with_fixed(l2, [9, (13, 19), 19, (21, 27), 27, 35])
+    l1, fixes = _with_letters(l1, [(0, 1), (2, 36)])
+    l2, more = _with_letters(l2, [(10, 13)])
+    l2, more2 = _with_fixed(l2, [9, (13, 19), 19, (21, 27), 27, 35])
+    fixes += more + more2
     checks = {
         "document_number": _cd_ok(l2[0:9], l2[9]),
         "birth_date": _cd_ok(l2[13:19], l2[19]),
@@ -259,7 +283,11 @@ def _parse_td2(lines: list[str]) -> MrzResult:
 
 def _parse_td1(lines: list[str]) -> MrzResult:
     l1, l2, l3 = lines
-    l2, fixes = _with_fixed(l2, [(0, 6), 6, (8, 14), 14, 29])
+    l1, fixes = _with_letters(l1, [(0, 1), (2, 5)])
+    l3, more = _with_letters(l3, [(0, 30)])
+    l2, more2 = _with_letters(l2, [(15, 18)])
+    l2, more3 = _with_fixed(l2, [(0, 6), 6, (8, 14), 14, 29])
+    fixes += more + more2 + more3
     number, number_cd, optional1 = l1[5:14], l1[14], l1[15:30]
     if number_cd == "<" and optional1.strip("<"):
         # Document numbers longer than 9 chars continue in the optional field, followed by their check digit.
@@ -290,6 +318,42 @@ def _sex(c: str) -> str:
 _PARSERS = {"TD1": _parse_td1, "TD2": _parse_td2, "TD3": _parse_td3}
 
 
+def _resolve_document_number(mrz_type: str, lines: list[str], result: MrzResult) -> MrzResult:
+    """Swap look-alikes (O/0, I/1, Z/2, S/5, B/8, G/6) in the document number when its check digit fails.
+
+    Accepted only when exactly one variant with the fewest swaps (at most _MAX_SWAPS) makes every check digit
+    (document number and composite) valid. Two mod-10 checks still let about 1 in 100 wrong variants through,
+    so a document number misread in some other way can be "resolved" wrongly: `corrections` records it.
+    """
+    row, start = (0, 5) if mrz_type == "TD1" else (1, 0)
+    number = lines[row][start:start + 9]
+    positions = [i for i, c in enumerate(number) if c in _SWAP]
+    if not positions or len(positions) > 9:
+        return result
+    found: dict[int, list[MrzResult]] = {}
+    for mask in range(1, 1 << len(positions)):
+        swaps = bin(mask).count("1")  # noqa: FURB161 (int.bit_count needs no import but reads worse here)
+        if swaps > _MAX_SWAPS:
+            continue  # each extra swap multiplies the chance that wrong readings pass both checks by chance
+        chars = list(number)
+        for bit, i in enumerate(positions):
+            if mask >> bit & 1:
+                chars[i] = _SWAP[chars[i]]
+        fixed = list(lines)
+        fixed[row] = fixed[row][:start] + "".join(chars) + fixed[row][start + 9:]
+        candidate = _PARSERS[mrz_type](fixed)
+        if candidate.valid:
+            found.setdefault(swaps, []).append(candidate)
+    if not found:
+        return result
+    best = found[min(found)]
+    if len(best) != 1:
+        return result
+    chosen = best[0]
+    chosen.corrections = result.corrections + [f"document_number:{number}->{chosen.document_number}"]
+    return chosen
+
+
 def parse_mrz(lines: Sequence[str], mrz_type: str | None = None) -> MrzResult:
     """Parse 2 or 3 MRZ lines (raw OCR text is fine). The type is inferred from line count and length.
 
@@ -312,6 +376,8 @@ def parse_mrz(lines: Sequence[str], mrz_type: str | None = None) -> MrzResult:
             result = _PARSERS[t](fitted)
         except ValueError:
             continue
+        if not result.valid and not result.check_digits["document_number"]:
+            result = _resolve_document_number(t, fitted, result)
         # Rank by the share of check digits passed, then by how little the line lengths had to change.
         key = (sum(result.check_digits.values()) / len(result.check_digits),
                -sum(abs(len(a) - length) for a in norm))
@@ -339,6 +405,8 @@ def find_mrz(texts: Sequence[str]) -> MrzResult | None:
     for n in (3, 2):
         for i in range(len(cand) - n + 1):
             window = cand[i:i + n]
+            if not any("<<" in x for x in window):
+                continue  # every MRZ has a filler run; rows of printed labels do not
             for t, (lines_needed, length) in MRZ_SPECS.items():
                 if lines_needed != n:
                     continue
