@@ -100,3 +100,17 @@ def test_brazil_mercosul_with_confusion_in_a_grouped_reading() -> None:
 def test_no_lines_gives_empty_fields() -> None:
     f = get_profile("plate").extract_fields([], (W, H))
     assert f == PlateFields().model_dump(mode="json") and f["plate"] is None
+
+
+def test_camera_timestamps_are_not_plates() -> None:
+    lines = [line("2014-05-12 06:11:43", 0, 2, 127, 19, 0.97), line("06:11:45", 1219, 706, 1274, 719, 0.94),
+             line("SGT-E5", 668, 633, 751, 688, 0.9)]
+    f = get_profile("plate").extract_fields(lines, (1280, 720))
+    assert f["plate"] == "SGTE5"
+
+
+def test_emblem_read_as_a_leading_letter_is_dropped_and_colon_kept_for_czech() -> None:
+    f = get_profile("plate").extract_fields([line("RRK:346AL", 225, 201, 350, 235)], (576, 432))
+    assert f["plate"] == "RK346AL"
+    f = get_profile("plate").extract_fields([line("1B1:9839", 150, 200, 300, 240)], (425, 330))
+    assert f["plate"] == "1B19839" and f["country_guess"] == "CZ"

@@ -167,6 +167,24 @@ def match_plate(raw: str) -> PlateMatch | None:
     return max(options, key=lambda o: o.pattern_score, default=None)
 
 
+# Camera overlays (timestamps, dates) are the most common non-plate text with digits in car photos.
+# Czech plates ('1B1:9839', the emblem read as ':') show that a single colon is not enough: a time has only
+# digits around its colons.
+_TIMESTAMP = re.compile(r"(?<![A-Z0-9])\d{1,2}:\d{2}(?::\d{2})?(?![A-Z0-9])|\d{4}[-/.]\d{1,2}[-/.]\d{1,2}"
+                        r"|(?<![A-Z0-9])\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}(?![A-Z0-9])")
+
+
+def _drop_leading_glyph(raw: str) -> str | None:
+    """'RRK:346AL' -> 'RK:346AL': an emblem or band read as one extra leading letter, kept only when the rest
+    is a fixed-layout plate without any fix."""
+    key = plate_key(raw)
+    if len(key) < 6 or not key[0].isalpha():
+        return None
+    rest = raw.strip()[1:]
+    m = match_plate(rest)
+    return rest if m is not None and m.layout != "generic" and m.fixes == 0 and m.country != "DE" else None
+
+
 def _strip_band(raw: str) -> str | None:
     """'SK RK828AG' -> 'RK828AG' when the first token is an EU band / country code."""
     parts = raw.strip().split(maxsplit=1)
@@ -231,10 +249,15 @@ class PlateProfile(Profile):
         max_h = max(b.height for b in boxes)
         best: tuple[float, _Candidate, PlateMatch] | None = None
         for cand in _candidates(boxes):
+            if _TIMESTAMP.search(cand.raw):
+                continue
             variants = [(cand.raw, 0.0)]
             stripped = _strip_band(cand.raw)
             if stripped:
                 variants.append((stripped, 0.02))
+            glyph = _drop_leading_glyph(cand.raw)
+            if glyph:
+                variants.append((glyph, 0.05))
             for raw, penalty in variants:
                 match = match_plate(raw)
                 if match is None:
