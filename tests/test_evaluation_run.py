@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from training.evaluation.report import render_reports
-from training.evaluation.run import DOMAIN_PROFILES, domain_dir, evaluate_dataset, load_labels, main_evaluate
+from training.evaluation.run import (
+    DOMAIN_PROFILES,
+    domain_dir,
+    evaluate_dataset,
+    load_labels,
+    main_evaluate,
+    rescore_saved,
+)
 
 KEYS = {
     "plates": {"plate_exact", "plate_exact_o0", "plate_cer", "plate_in_lines", "plate_det_recall",
@@ -69,6 +76,19 @@ def test_oracle_scores(domain: str, shared_data_dir: Path) -> None:
         assert m["mrz_cer"] == m["mrz_raw_cer"] == 0.0 and m["mrz_valid_but_wrong"] == 0.0
     md = render_reports([report])
     assert all(f"| {k} |" in md for k in KEYS[domain])
+
+
+def test_saved_predictions_rescore_to_the_same_numbers(shared_data_dir: Path, tmp_path: Path) -> None:
+    import json
+
+    report = evaluate_dataset(OracleReader(domain_dir(shared_data_dir, "plates")), shared_data_dir, "plates", 5)
+    saved = tmp_path / "run.json"
+    saved.write_text(json.dumps({"oracle": [report.to_dict(with_images=True)]}))
+    again = rescore_saved(saved, shared_data_dir)["oracle"][0]
+    assert again.metrics == report.metrics and again.n_images == 5
+    out = tmp_path / "replay.md"
+    assert main_evaluate(["--replay", str(saved), "--data", str(shared_data_dir), "--out", str(out)]) == 0
+    assert "| plate_exact | 100.0% |" in out.read_text()
 
 
 def test_unknown_domain(shared_data_dir: Path) -> None:

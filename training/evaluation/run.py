@@ -1,6 +1,8 @@
 """Evaluate a model dir end to end, per domain, through the service's own pipeline and profiles.
 
-    ocrnet evaluate --model-dir models/base --data ../shared/data --domains plates,receipts,ids --out report.md
+    ocrnet evaluate --model-dir models/base --data ../shared/data --domains plates,receipts,ids --out report.md \
+        --json base.json
+    ocrnet evaluate --replay base.json --out report.md    # re-score saved predictions after a profile change
 
 Data: `<data>/<domain>/labels.jsonl` + images (format in ../shared/data/README.md). How each field is compared
 with the labels (the labels keep the document's own formats):
@@ -36,7 +38,8 @@ from .matching import Shape
 from .metrics import PRCounts, RecCounts, alnum_key, det_counts, edit_distance, fold_o0, normalise_text, ratio
 from .report import DomainReport, render_comparison, render_reports
 
-__all__ = ["DOMAIN_PROFILES", "LabelRecord", "evaluate_dataset", "load_labels", "main_evaluate", "score_predictions"]
+__all__ = ["DOMAIN_PROFILES", "LabelRecord", "evaluate_dataset", "load_labels", "main_evaluate", "rescore_saved",
+           "score_predictions"]
 
 log = logging.getLogger(__name__)
 
@@ -295,6 +298,37 @@ def score_predictions(domain: str, records: Sequence[LabelRecord], preds: Sequen
     return DomainReport(domain, "", len(records), metrics, counts, per_image)
 
 
+@dataclass(frozen=True)
+class SavedLine:
+    """An OCR line as saved in a --json report (`pred_lines`)."""
+
+    text: str
+    confidence: float
+    polygon: list[tuple[float, float]]
+
+
+def rescore_saved(path: str | Path, data_dir: str | Path) -> dict[str, list[DomainReport]]:
+    """Re-score the predictions saved by `--json` with the current profiles and metrics (no model run).
+
+    Profile changes can be measured in seconds this way; `seconds_per_image` is carried over from the run.
+    """
+    saved = json.loads(Path(path).read_text(encoding="utf-8"))
+    out: dict[str, list[DomainReport]] = {}
+    for model, reports in saved.items():
+        for rep in reports:
+            domain = rep["domain"]
+            by_name = {r.image.name: r for r in load_labels(domain_dir(data_dir, domain))}
+            items = rep["per_image"]
+            preds = [[SavedLine(x["text"], x["confidence"], [tuple(p) for p in x["polygon"]])
+                      for x in it["pred_lines"]] for it in items]
+            report = score_predictions(domain, [by_name[it["image"]] for it in items], preds,
+                                       [tuple(it["image_size"]) for it in items])
+            report.metrics["seconds_per_image"] = rep["metrics"].get("seconds_per_image")
+            report.model = model
+            out.setdefault(model, []).append(report)
+    return out
+
+
 def main_evaluate(argv: Sequence[str] | None = None) -> int:
     """CLI: evaluate one or more model dirs on the domains; prints markdown, optionally writes it."""
     ap = argparse.ArgumentParser(prog="ocrnet evaluate", description=__doc__,
@@ -309,7 +343,11 @@ def main_evaluate(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--providers", help="comma-separated onnxruntime providers (default: best available)")
     ap.add_argument("--threads", type=int, help="onnxruntime intra-op threads")
+    ap.add_argument("--replay", help="re-score the predictions of an earlier --json file instead of running models")
     args = ap.parse_args(list(argv) if argv is not None else None)
+    if args.replay:
+        by_model = rescore_saved(args.replay, args.data)
+        return _emit(by_model, args.out, args.json_out)
 
     model_dirs = [m for arg in (args.model_dir or ["models/base"]) for m in arg.split(",") if m]
     domains = [d.strip() for d in args.domains.split(",") if d.strip()]
@@ -327,12 +365,17 @@ def main_evaluate(argv: Sequence[str] | None = None) -> int:
             reports.append(report)
             log.info("%s %s: %s", model_dir, domain, {k: v for k, v in report.metrics.items()})
         by_model[model_dir] = reports
-    markdown = render_reports(by_model[model_dirs[0]]) if len(model_dirs) == 1 else render_comparison(by_model)
+    return _emit(by_model, args.out, args.json_out)
+
+
+def _emit(by_model: dict[str, list[DomainReport]], out: str | None, json_out: str | None) -> int:
+    """Print the markdown (one model: full tables; several: side by side) and write the requested files."""
+    models = list(by_model)
+    markdown = render_reports(by_model[models[0]]) if len(models) == 1 else render_comparison(by_model)
     print(markdown)
-    if args.out:
-        Path(args.out).write_text(markdown, encoding="utf-8")
-    if args.json_out:
+    if out:
+        Path(out).write_text(markdown, encoding="utf-8")
+    if json_out:
         payload = {m: [r.to_dict(with_images=True) for r in reps] for m, reps in by_model.items()}
-        Path(args.json_out).write_text(json.dumps(payload, indent=1, ensure_ascii=False, default=str),
-                                       encoding="utf-8")
+        Path(json_out).write_text(json.dumps(payload, indent=1, ensure_ascii=False, default=str), encoding="utf-8")
     return 0
