@@ -153,3 +153,10 @@ def test_fields_from_sroie_ground_truth_lines() -> None:
     # Measured 42/45, 45/45, 44/44, 36/45 (address labels differ from the line transcripts in spacing).
     assert hits["company"] >= 0.9 * n and hits["date"] >= 0.95 * n and hits["total"] >= 0.95 * n_total
     assert hits["address"] >= 0.75 * n
+
+
+@pytest.mark.parametrize("text,iso,raw", [("30-04-201815:57", "2018-04-30", "30-04-2018"),
+                                          ("~04BFRTL11/12/201721:42:", "2017-12-11", "11/12/2017")])
+def test_date_glued_to_a_time(text: str, iso: str, raw: str) -> None:
+    # The recogniser often drops the space between date and time (seen on SROIE with the base model).
+    assert parse_date(text) == (iso, raw)

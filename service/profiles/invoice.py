@@ -31,7 +31,8 @@ _MON = r"(?P<mon>JAN(?:UARY)?|FEB(?:RUARY)?|MAR(?:CH)?|APR(?:IL)?|MAY|JUNE?|JULY
 # Ordered: the first pattern that yields a real calendar date wins.
 _DATE_PATTERNS = [
     re.compile(r"(?<!\d)(?P<y>(?:19|20)\d{2})(?P<sep>[-/.])(?P<m>\d{1,2})(?P=sep)(?P<d>\d{1,2})(?!\d)"),  # ISO
-    re.compile(r"(?<![\d/.-])(?P<d>\d{1,2})(?P<sep>[-/.])(?P<m>\d{1,2})(?P=sep)(?P<y>\d{4}|\d{2})(?![\d/])"),  # d/m/y
+    re.compile(r"(?<![\d/.-])(?P<d>\d{1,2})(?P<sep>[-/.])(?P<m>\d{1,2})(?P=sep)(?P<y>\d{4}|\d{2})"
+               r"(?:(?![\d/])|(?<=\d{4})(?=\d{1,2}:\d{2}))"),  # d/m/y, also glued to a time: 30-04-201815:57
     re.compile(r"(?<!\d)(?P<d>\d{1,2})(?:ST|ND|RD|TH)?[\s\-/.]*" + _MON + r"[\s\-/.,]*(?P<y>\d{4}|\d{2})(?!\d)"),
     re.compile(_MON + r"[\s\-/.]*(?P<d>\d{1,2})(?:ST|ND|RD|TH)?[\s,]+(?P<y>\d{4}|\d{2})(?!\d)"),
 ]
@@ -199,7 +200,8 @@ def _company(rows: list[list[LineBox]], top_n: int = 8) -> tuple[str | None, int
     for i, t in enumerate(texts):
         if _COMPANY_CUES.search(t.upper()) and _is_company_line(t):
             rest = _LEGAL_SUFFIX.sub(" ", t.upper()).split()
-            if i > 0 and (len(rest) <= 1 or rest[0] == "&") and _is_company_line(texts[i - 1]) \
+            # The row above holds the start of the name ('&' is often read as '8').
+            if i > 0 and (len(rest) <= 1 or rest[0] in ("&", "8")) and _is_company_line(texts[i - 1]) \
                     and not _COMPANY_CUES.search(texts[i - 1].upper()):
                 return f"{texts[i - 1]} {t}", i
             return t, i
