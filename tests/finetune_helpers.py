@@ -53,11 +53,11 @@ def config(task: str, out: Path, **kw) -> FinetuneConfig:
     """A small config: batch 4, a few steps, no progress bar, no export; kw override top-level fields."""
     transfer = kw.pop("transfer", {})
     data = kw.pop("data", {})
-    base = dict(task=task, output_dir=out, batch_size=4, epochs=1, progress=False, export=False,
-                checkpoint_every_steps=None, early_stopping_patience=None,
-                optim={"lr": 1e-3, "warmup_steps": 0, "grad_clip": None},
-                data=DataConfig(train=[DataSource(kind="synthetic", domain="plates", n=8)],
-                                rec_max_width=160, det_size=128, **data),
-                transfer=transfer)
+    base = {"task": task, "output_dir": out, "batch_size": 4, "epochs": 1, "progress": False, "export": False,
+            "checkpoint_every_steps": None, "early_stopping_patience": None,
+            "optim": {"lr": 1e-3, "warmup_steps": 0, "grad_clip": None},
+            "data": DataConfig(train=[DataSource(kind="synthetic", domain="plates", n=8)],
+                               rec_max_width=160, det_size=128, **data),
+            "transfer": transfer}
     base.update(kw)
     return FinetuneConfig.model_validate(base)

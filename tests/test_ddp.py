@@ -7,7 +7,6 @@ import socket
 import pytest
 import torch
 import torch.multiprocessing as mp
-
 from finetune_helpers import config, rec_model, rec_samples
 
 

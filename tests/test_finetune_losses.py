@@ -7,8 +7,16 @@ import torch
 import torch.nn.functional as F
 
 from training.finetune.det_targets import make_db_targets
-from training.finetune.losses import (balanced_bce, ctc_loss, db_loss, det_distill_kl, dice_loss, encode_texts,
-                                      masked_l1, rec_distill_kl)
+from training.finetune.losses import (
+    balanced_bce,
+    ctc_loss,
+    db_loss,
+    det_distill_kl,
+    dice_loss,
+    encode_texts,
+    masked_l1,
+    rec_distill_kl,
+)
 from training.finetune.trainer import warmup_cosine
 
 RECT = [(10.0, 10.0), (100.0, 10.0), (100.0, 40.0), (10.0, 40.0)]

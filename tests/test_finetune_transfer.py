@@ -1,12 +1,10 @@
 """Each transfer-learning mode does what it says, proven on a few real steps of the PP-OCRv6 models."""
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
-
 from finetune_helpers import config, det_model, det_samples, rec_model, rec_samples
+
 from training.finetune.tasks import DetTask, RecTask
 from training.finetune.trainer import Trainer
 from training.finetune.transfer import L2SP, make_teacher, teacher_class_map
@@ -69,7 +67,7 @@ def test_l2sp_zero_at_start_positive_after_a_step_and_pulls_to_source(tmp_path):
 def test_mixing_is_alpha_weighted_sum_of_source_and_target(tmp_path):
     target, source = rec_samples(4, seed=1), rec_samples(4, seed=2)
     tr = _rec_trainer(tmp_path, samples=target, source=source, max_steps=1,
-                      transfer={"mixing": {"alpha": 0.3, "source": [{"kind": "synthetic", "domain": "generic"}]}})
+                      transfer={"mixing": {"alpha": 0.3, "source": [{"kind": "synthetic", "domain": "receipts"}]}})
     tr.model.eval()
     collate = tr.task.collate
     items_t = [tr.train_ds[i] for i in range(4)]
@@ -141,8 +139,8 @@ def test_bn_statistics_frozen_by_default(tmp_path, frozen):
 
 @pytest.mark.slow
 def test_resume_reproduces_the_next_step(tmp_path):
-    kw = dict(max_steps=3, epochs=2, checkpoint_every_steps=100,
-              transfer={"mixing": {"alpha": 0.5, "source": [{"kind": "synthetic", "domain": "generic"}]}})
+    kw = {"max_steps": 3, "epochs": 2, "checkpoint_every_steps": 100,
+          "transfer": {"mixing": {"alpha": 0.5, "source": [{"kind": "synthetic", "domain": "receipts"}]}}}
     samples, source = rec_samples(8, seed=3), rec_samples(8, seed=4)
     a = _rec_trainer(tmp_path / "a", samples=samples, source=source, **kw)
     a.fit(until_step=2)

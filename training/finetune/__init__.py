@@ -7,7 +7,9 @@ from training.finetune.config import FinetuneConfig, load_config
 
 
 def main_finetune(argv=None) -> int:
-    from training.finetune.runner import main_finetune as _main  # torch and the data stack load here
+    from training.finetune.runner import (
+        main_finetune as _main,  # torch and the data stack load here
+    )
 
     return _main(argv)
 

@@ -14,9 +14,19 @@ import torch
 from shapely.geometry import Polygon, box
 from torch.utils.data import Dataset
 
-from service.vision.det_preprocess import DetPreprocessConfig, bound_image, det_resize_shape, normalize
+from service.vision.det_preprocess import (
+    DetPreprocessConfig,
+    bound_image,
+    det_resize_shape,
+    normalize,
+)
 from service.vision.images import resize_linear, to_bgr_array
-from service.vision.rec_preprocess import REC_HEIGHT, normalize_crop, resized_width, width_bucket
+from service.vision.rec_preprocess import (
+    REC_HEIGHT,
+    normalize_crop,
+    resized_width,
+    width_bucket,
+)
 from training.data.samples import DetSample, RecSample
 from training.finetune.det_targets import make_db_targets
 
@@ -28,14 +38,14 @@ class DetDataset(Dataset):
     """
 
     def __init__(self, samples: Sequence[DetSample], size: int = 640, seed: int = 0,
-                 preprocess: DetPreprocessConfig = DetPreprocessConfig(), text_centred: float = 0.8,
+                 preprocess: DetPreprocessConfig | None = None, text_centred: float = 0.8,
                  min_visible: float = 0.5) -> None:
         if size % 32:
             raise ValueError("det crop size must be a multiple of 32")
         self.samples = list(samples)
         self.size = size
         self.seed = seed
-        self.cfg = preprocess
+        self.cfg = preprocess or DetPreprocessConfig()
         self.text_centred = text_centred
         self.min_visible = min_visible
         self.epoch = 0

@@ -118,7 +118,8 @@ def domain_characters(samples: Sequence, base: Sequence[str], extra: str = "") -
     return sorted(seen, key=lambda c: (order.get(c, len(order)), c))
 
 
-def build_trainer(cfg: FinetuneConfig, info: DistInfo = DistInfo(), resume: Path | None = None) -> Trainer:
+def build_trainer(cfg: FinetuneConfig, info: DistInfo | None = None, resume: Path | None = None) -> Trainer:
+    info = info or DistInfo()
     seed_everything(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)

@@ -22,9 +22,13 @@ from training.data.samples import DetSample, RecSample
 from training.evaluation.matching import to_polygon
 from training.evaluation.metrics import PRCounts, RecCounts, det_counts
 from training.finetune.datasets import DetDataset, RecDataset, collate_det, collate_rec
-from training.finetune.losses import ctc_loss, db_loss, det_distill_kl, encode_texts, rec_distill_kl
-
-Output = Tensor | dict[str, Tensor]
+from training.finetune.losses import (
+    ctc_loss,
+    db_loss,
+    det_distill_kl,
+    encode_texts,
+    rec_distill_kl,
+)
 
 
 class RecTask:
@@ -114,11 +118,11 @@ class DetTask:
 
     name = "det"
 
-    def __init__(self, size: int = 640, preprocess: DetPreprocessConfig = DetPreprocessConfig(),
-                 post: DBConfig = DBConfig()) -> None:
+    def __init__(self, size: int = 640, preprocess: DetPreprocessConfig | None = None,
+                 post: DBConfig | None = None) -> None:
         self.size = size
-        self.preprocess = preprocess
-        self.post = post
+        self.preprocess = preprocess or DetPreprocessConfig()  # the service defaults (= base model.json)
+        self.post = post or DBConfig()
 
     def usable(self, samples: Sequence[DetSample]) -> Sequence[DetSample]:
         """All of them, left lazy (pages are big): a page without text still teaches "no text here"."""

@@ -23,8 +23,19 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from training.finetune.config import FinetuneConfig
-from training.finetune.distributed import DistInfo, broadcast_object, make_sampler, unwrap, wrap_model
-from training.finetune.transfer import L2SP, freeze, frozen_parts, param_groups, set_train_mode
+from training.finetune.distributed import (
+    DistInfo,
+    broadcast_object,
+    make_sampler,
+    wrap_model,
+)
+from training.finetune.transfer import (
+    L2SP,
+    freeze,
+    frozen_parts,
+    param_groups,
+    set_train_mode,
+)
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +80,9 @@ class Trainer:
     """
 
     def __init__(self, cfg: FinetuneConfig, model: nn.Module, task, train: Sequence, val: Sequence = (),
-                 source: Sequence = (), teacher: nn.Module | None = None, info: DistInfo = DistInfo(),
+                 source: Sequence = (), teacher: nn.Module | None = None, info: DistInfo | None = None,
                  exclude_from_l2sp: Sequence[str] = (), extra_checkpoint: dict | None = None) -> None:
+        info = info or DistInfo()
         self.cfg, self.task, self.info = cfg, task, info
         self.device = info.device
         self.val = list(val)
