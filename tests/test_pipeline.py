@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import time
 
 import numpy as np
@@ -135,6 +136,8 @@ def test_receipts_line_recall(base_pipeline, shared_data_dir):
     if not (root / "labels.jsonl").is_file():
         pytest.skip("no receipts in the dev data")
     labels = [json.loads(l) for l in (root / "labels.jsonl").read_text().splitlines() if l.strip()]
+    every = int(os.environ.get("OCRNET_RECEIPTS_EVERY", "3"))  # 1 = all; default: every 3rd receipt, keeps `make test` short
+    labels = labels[::every]
     t0 = time.perf_counter()
     predicted = [base_pipeline.read((root / r["image"]).read_bytes()) for r in labels]
     recall, det_recall = line_recall(predicted, labels)
