@@ -62,7 +62,7 @@ async def scrape_batches(client: httpx.AsyncClient, url: str) -> dict:
 
 async def run_level(client: httpx.AsyncClient, url: str, payloads: list[tuple[str, bytes]], concurrency: int,
                     requests: int | None, duration_s: float | None, profile: str, files_per_request: int,
-                    headers: dict[str, str]) -> LevelResult:
+                    headers: dict[str, str], backoff: bool = False) -> LevelResult:
     """Closed-loop load at one concurrency; stops at `requests` sent or `duration_s` elapsed."""
     before = await scrape_batches(client, url)
     latencies: list[float] = []
@@ -92,8 +92,11 @@ async def run_level(client: httpx.AsyncClient, url: str, payloads: list[tuple[st
                 r = await client.post(f"{url}/v1/ocr", files=files, data={"profile": profile}, headers=headers)
                 code = str(r.status_code)
             except httpx.HTTPError as exc:
-                code = type(exc).__name__
+                r, code = None, type(exc).__name__
             dt = time.perf_counter() - t0
+            if backoff and r is not None and r.status_code == 503:
+                # A well-behaved client waits as told instead of re-sending at once.
+                await asyncio.sleep(float(r.headers.get("Retry-After", "1") or 1))
             statuses[code] = statuses.get(code, 0) + 1
             if code == "200":
                 latencies.append(dt)
@@ -130,7 +133,7 @@ async def wait_ready(client: httpx.AsyncClient, url: str, timeout_s: float) -> d
 
 async def run(url: str, images: list[Path], levels: list[int], requests: int | None, duration_s: float | None,
               profile: str = "generic", files_per_request: int = 1, warmup: int = 4, api_key: str | None = None,
-              timeout_s: float = 300.0) -> dict:
+              timeout_s: float = 300.0, backoff: bool = False) -> dict:
     """Every level in turn against `url`; returns the report (also what --out writes)."""
     payloads = [(p.name, p.read_bytes()) for p in images]
     headers = {"X-API-Key": api_key} if api_key else {}
@@ -141,7 +144,8 @@ async def run(url: str, images: list[Path], levels: list[int], requests: int | N
             await run_level(client, url, payloads, 1, warmup, None, profile, files_per_request, headers)
         results = []
         for c in levels:
-            res = await run_level(client, url, payloads, c, requests, duration_s, profile, files_per_request, headers)
+            res = await run_level(client, url, payloads, c, requests, duration_s, profile, files_per_request, headers,
+                                  backoff)
             print(f"c={c:>3}: {res.images_per_s:7.2f} img/s  p50 {res.p50_ms:8.1f} ms  p95 {res.p95_ms:8.1f} ms  "
                   f"p99 {res.p99_ms:8.1f} ms  statuses {res.statuses}", file=sys.stderr, flush=True)
             results.append(res)
@@ -149,6 +153,7 @@ async def run(url: str, images: list[Path], levels: list[int], requests: int | N
         "url": url, "machine": machine_description(), "commit": git_commit(),
         "images_dir": str(images[0].parent), "n_images": len(images),
         "profile": profile, "files_per_request": files_per_request, "requests_per_level": requests,
+        "backoff_on_503": backoff,
         "duration_per_level_s": duration_s, "server_models": models, "levels": [asdict(r) for r in results],
     }
 
@@ -187,12 +192,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=4, help="sequential requests before the first level")
     ap.add_argument("--api-key", default=None)
     ap.add_argument("--timeout", type=float, default=300.0)
+    ap.add_argument("--backoff", action="store_true", help="after a 503, wait Retry-After seconds before the next")
     ap.add_argument("--out", type=Path, default=None, help="write the JSON report here (and a .md next to it)")
     args = ap.parse_args(argv)
     requests = args.requests if args.requests is not None or args.duration is not None else 100
     levels = [int(x) for x in args.concurrency.split(",") if x.strip()]
     report = asyncio.run(run(args.url, list_images(args.images, args.limit_images), levels, requests, args.duration,
-                             args.profile, args.files_per_request, args.warmup, args.api_key, args.timeout))
+                             args.profile, args.files_per_request, args.warmup, args.api_key, args.timeout,
+                             args.backoff))
     md = to_markdown(report)
     print(md)
     if args.out:
