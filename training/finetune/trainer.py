@@ -85,7 +85,7 @@ class Trainer:
         info = info or DistInfo()
         self.cfg, self.task, self.info = cfg, task, info
         self.device = info.device
-        self.val = list(val)
+        self.val = val  # may be lazy (det pages are read on access)
         self.extra = dict(extra_checkpoint or {})
         tr = cfg.transfer
         self.frozen = frozen_parts(tr.freeze_backbone, tr.freeze_neck)
