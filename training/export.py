@@ -90,3 +90,34 @@ def onnx_max_abs_diff(onnx_path: str | Path, reference: nn.Module | None, inputs
             raise ValueError(f"shape mismatch {got.shape} vs {want.shape}")
         worst = max(worst, float(np.abs(got - want).max()))
     return worst
+
+
+def store_weights_fp16(src: str | Path, dst: str | Path, min_elements: int = 1024) -> Path:
+    """Store large float32 initializers as float16 followed by a Cast back to float32.
+
+    Halves the file (models/ has a size budget) while the runtime still computes in float32:
+    onnxruntime folds the Casts into float32 constants when the session is created, so speed is
+    unchanged and the only error is fp16 rounding of the weights (measured per model in its card).
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(src))
+    graph = model.graph
+    casts = []
+    for init in list(graph.initializer):
+        if init.data_type != TensorProto.FLOAT or int(np.prod(init.dims)) < min_elements:
+            continue
+        half = numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), init.name + "__fp16")
+        graph.initializer.remove(init)
+        graph.initializer.append(half)
+        casts.append(helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT,
+                                      name=init.name + "__to_fp32"))
+    for node in reversed(casts):
+        graph.node.insert(0, node)
+    onnx.checker.check_model(model)
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(model, str(dst))
+    log.info("%s: %d initializers stored as fp16 (%.1f -> %.1f MB)", dst, len(casts),
+             Path(src).stat().st_size / 1e6, dst.stat().st_size / 1e6)
+    return dst
