@@ -1,5 +1,6 @@
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
 
@@ -40,3 +41,20 @@ def test_missing_files_are_reported(tmp_path):
         ModelBundle(root)
     with pytest.raises(FileNotFoundError):
         ModelBundle(tmp_path / "empty")
+
+
+def test_speed_settings_default_to_rapidocr_behaviour_and_parse(tmp_path):
+    m = ModelBundle(_write_bundle(tmp_path / "d")).manifest
+    assert (m.det_max_upscale, m.det_buckets, m.rec_min_side) == (None, None, 0.0)
+    m = ModelBundle(_write_bundle(tmp_path / "s", det_limit_type="max", det_max_upscale=1.5, det_buckets=[],
+                                  rec_min_side=8)).manifest
+    assert (m.det_limit_type, m.det_max_upscale, m.det_buckets, m.rec_min_side) == ("max", 1.5, (), 8.0)
+
+
+def test_repo_plate_bundle_reuses_shared_networks():
+    repo_models = Path(__file__).resolve().parent.parent / "models"
+    if not (repo_models / "plate" / "model.json").is_file() or not (repo_models / "base" / "det.onnx").is_file():
+        pytest.skip("models/plate or models/base not present")
+    b = ModelBundle(repo_models / "plate")
+    assert b.det_path.parent.name == "base"  # no second copy of the detector
+    assert b.manifest.det_limit_type == "max" and b.rec_path.is_file() and b.charset_path.is_file()

@@ -146,3 +146,27 @@ def test_receipts_line_recall(base_pipeline, shared_data_dir):
           f"detection recall {det_recall:.4f}, "
           f"{time.perf_counter() - t0:.1f}s")
     assert recall >= 0.60
+
+
+def test_cpu_pipeline_detects_on_exact_shapes_and_buckets_elsewhere(base_pipeline):
+    from service.pipeline import OcrPipeline
+    from service.vision.det_preprocess import DEFAULT_DET_BUCKETS
+
+    assert base_pipeline.det_providers == ["CPUExecutionProvider"] and base_pipeline.det_config.buckets == ()
+    inp = base_pipeline.prepare_det(np.zeros((720, 1280, 3), np.uint8))
+    assert inp.tensor.shape[1:] == inp.valid_hw == (736, 1312)
+    assert OcrPipeline._det_buckets(None, ["CUDAExecutionProvider", "CPUExecutionProvider"]) == DEFAULT_DET_BUCKETS
+    assert OcrPipeline._det_buckets([640, 1280], ["CPUExecutionProvider"]) == (640, 1280)
+
+
+def test_boxes_too_small_for_text_are_not_recognised(base_pipeline, page_and_lines):
+    page, lines = page_and_lines
+    assert lines
+    old = base_pipeline.rec_min_side
+    try:
+        base_pipeline.rec_min_side = 10_000.0  # taller than any line on the page
+        assert base_pipeline.read(page.image) == []
+        base_pipeline.rec_min_side = 2.0  # every real line is taller
+        assert base_pipeline.read(page.image) == lines
+    finally:
+        base_pipeline.rec_min_side = old

@@ -69,3 +69,21 @@ def test_images_of_different_size_share_a_bucket_batch():
     assert group_by_bucket([a, c, b]) == {a.bucket: [0, 2], c.bucket: [1]}
     with pytest.raises(ValueError):
         stack_det_inputs([a, c])
+
+
+def test_max_upscale_caps_the_resize_ratio():
+    # a small photo under limit_type=min: 6.7x the pixels uncapped, 2.25x with a 1.5 cap
+    assert det_resize_shape(284, 359, 736, "min") == (736, 928)
+    assert det_resize_shape(284, 359, 736, "min", max_upscale=1.5) == (416, 544)
+    assert det_resize_shape(284, 359, 736, "min", max_upscale=1.0) == (288, 352)
+    # downscaling is never affected by the cap
+    assert det_resize_shape(1500, 3000, 960, "max", max_upscale=1.0) == (480, 960)
+    cfg = DetPreprocessConfig(limit_side_len=736, limit_type="min", max_upscale=1.0)
+    assert prepare_det_input(np.zeros((284, 359, 3), np.uint8), cfg).valid_hw == (288, 352)
+
+
+def test_no_buckets_keeps_the_exact_shape():
+    cfg = DetPreprocessConfig(limit_side_len=736, limit_type="min", buckets=())
+    inp = prepare_det_input(np.full((720, 1280, 3), 255, np.uint8), cfg)
+    assert inp.valid_hw == (736, 1312) and inp.bucket == (736, 1312) and inp.tensor.shape == (3, 736, 1312)
+    assert bucket_shape(736, 1312, ()) == (736, 1312)

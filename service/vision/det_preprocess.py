@@ -4,7 +4,9 @@ Steps (as ``rapidocr.main`` + ``ch_ppocr_det``): bound the image side to [min_si
 (the "work" image the crops are taken from), pad very flat or very short images vertically,
 resize for the detector by ``limit_type``/``limit_side_len`` with each side rounded to a multiple
 of 32, normalise ``(x/255 - mean)/std`` on BGR, then zero-pad to a bucket shape so images of
-different sizes share one batch tensor and the GPU sees a handful of shapes only.
+different sizes share one batch tensor and the GPU sees a handful of shapes only. ``buckets=()`` keeps the
+exact (multiple-of-32) shape: on CPU a batch costs the sum of its images, so bucket padding is pure waste
+(736x1312 -> 768x1536 is +22 % detector pixels, measured +25-30 % detector time).
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ class DetPreprocessConfig:
     mean: tuple[float, float, float] = PPOCR_DET_MEAN
     std: tuple[float, float, float] = PPOCR_DET_STD
     buckets: tuple[int, ...] = DEFAULT_DET_BUCKETS
+    max_upscale: float | None = None  # cap on the detector resize ratio (None = rapidocr: unbounded)
 
 
 @dataclass
@@ -90,19 +93,28 @@ def vertical_pad(bgr: np.ndarray, width_height_ratio: float, min_height: int) ->
     return np.pad(bgr, ((pad, pad), (0, 0), (0, 0))), pad
 
 
-def det_resize_shape(h: int, w: int, limit_side_len: int, limit_type: str) -> tuple[int, int]:
-    """Detector input size before bucketing (rapidocr ``DetPreProcess.resize``)."""
+def det_resize_shape(h: int, w: int, limit_side_len: int, limit_type: str,
+                     max_upscale: float | None = None) -> tuple[int, int]:
+    """Detector input size before bucketing (rapidocr ``DetPreProcess.resize``).
+
+    ``max_upscale`` caps the ratio: with ``limit_type="min"`` a small photo is otherwise blown up to
+    ``limit_side_len`` on its short side (a 284x359 plate photo became 736x928, 6.7x the pixels to detect).
+    """
     if limit_type == "max":
         ratio = limit_side_len / max(h, w) if max(h, w) > limit_side_len else 1.0
     elif limit_type == "min":
         ratio = limit_side_len / min(h, w) if min(h, w) < limit_side_len else 1.0
     else:
         raise ValueError(f"limit_type must be 'min' or 'max', got {limit_type!r}")
+    if max_upscale is not None:
+        ratio = min(ratio, max(float(max_upscale), 1e-6))
     return max(_round32(int(h * ratio)), 32), max(_round32(int(w * ratio)), 32)
 
 
 def bucket_side(side: int, buckets: Sequence[int]) -> int:
-    """Smallest bucket >= side; beyond the largest bucket, the next multiple of 256."""
+    """Smallest bucket >= side; beyond the largest bucket, the next multiple of 256; no buckets: ``side``."""
+    if not buckets:
+        return int(side)
     i = bisect.bisect_left(buckets, side)
     if i < len(buckets):
         return int(buckets[i])
@@ -127,11 +139,14 @@ def prepare_det_input(bgr: np.ndarray, cfg: DetPreprocessConfig = DetPreprocessC
     pad_top = 0
     if cfg.vertical_padding:
         work, pad_top = vertical_pad(work, cfg.width_height_ratio, cfg.min_height)
-    rh, rw = det_resize_shape(work.shape[0], work.shape[1], cfg.limit_side_len, cfg.limit_type)
+    rh, rw = det_resize_shape(work.shape[0], work.shape[1], cfg.limit_side_len, cfg.limit_type, cfg.max_upscale)
     chw = normalize(resize_linear(work, rw, rh), cfg.mean, cfg.std)
     bh, bw = bucket_shape(rh, rw, cfg.buckets)
-    tensor = np.zeros((3, bh, bw), np.float32)
-    tensor[:, :rh, :rw] = chw
+    if (bh, bw) == (rh, rw):
+        tensor = chw
+    else:
+        tensor = np.zeros((3, bh, bw), np.float32)
+        tensor[:, :rh, :rw] = chw
     return DetInput(tensor, (rh, rw), work, pad_top, (ratio_h, ratio_w), original_hw)
 
 
