@@ -27,3 +27,7 @@ def test_requesting_cuda_on_a_cpu_build_falls_back_with_a_warning(base_model_dir
         sess, obtained = create_session(base_model_dir / "rec.onnx", providers=["cuda"], intra_threads=1)
     assert obtained == [CPU] and sess.get_providers() == [CPU]
     assert any(CUDA in r.getMessage() for r in caplog.records)
+
+
+def test_session_options_do_not_busy_wait_between_ops():
+    assert session_options(intra_threads=2).get_session_config_entry("session.intra_op.allow_spinning") == "0"
