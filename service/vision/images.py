@@ -61,11 +61,12 @@ def resize_linear(arr: np.ndarray, width: int, height: int) -> np.ndarray:
     src_h, src_w = arr.shape[:2]
     if (src_h, src_w) == (height, width):
         return arr.copy()
-    a = arr.astype(np.float32)
     y0, y1, fy = _axis_weights(src_h, height)
     x0, x1, fx = _axis_weights(src_w, width)
-    extra = (None,) * (a.ndim - 2)
-    rows = a[y0] * (1 - fy)[(slice(None), None) + extra] + a[y1] * fy[(slice(None), None) + extra]
+    extra = (None,) * (arr.ndim - 2)
+    # gather the needed source rows before converting to float: a downscale never converts the whole image
+    rows = (arr[y0].astype(np.float32) * (1 - fy)[(slice(None), None) + extra]
+            + arr[y1].astype(np.float32) * fy[(slice(None), None) + extra])
     out = rows[:, x0] * (1 - fx)[(None, slice(None)) + extra] + rows[:, x1] * fx[(None, slice(None)) + extra]
     if arr.dtype == np.uint8:
         return np.clip(np.rint(out), 0, 255).astype(np.uint8)
