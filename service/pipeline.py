@@ -72,6 +72,7 @@ class OcrPipeline:
         rec_batch_size: int = 32,
         rec_width_buckets: Sequence[int] = DEFAULT_WIDTH_BUCKETS,
         trt_cache_dir: str | Path | None = None,
+        cpu_mem_arena: bool = True,
     ):
         m = bundle.manifest
         self.bundle = bundle
@@ -83,7 +84,7 @@ class OcrPipeline:
         self.rec_batch_size = rec_batch_size
         self.rec_width_buckets = tuple(rec_width_buckets)
         kw = dict(providers=providers, intra_threads=intra_threads, inter_threads=inter_threads,
-                  trt_cache_dir=trt_cache_dir)
+                  trt_cache_dir=trt_cache_dir, cpu_mem_arena=cpu_mem_arena)
         self.det_session, self.det_providers = create_session(bundle.det_path, **kw)
         self.rec_session, self.rec_providers = create_session(bundle.rec_path, **kw)
         self.det_config = det_config or DetPreprocessConfig(

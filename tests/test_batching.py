@@ -1,8 +1,10 @@
-"""MicroBatcher: cross-caller batches, shape buckets, bounded queue, gate, cancellation, failures."""
+"""MicroBatcher: cross-caller batches, shape buckets, bounded queue, gate, cancellation, deadlines, failures,
+service-time estimate, shared executor."""
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import pytest
 
@@ -121,3 +123,82 @@ def test_inference_runs_off_the_event_loop_and_metrics_are_recorded():
     text = metrics.render().decode()
     assert 'ocrnet_batch_size_sum{model="base",stage="det"} 3.0' in text
     assert 'ocrnet_batch_size_count{model="base",stage="det"} 1.0' in text
+
+
+def test_items_that_cannot_meet_their_deadline_are_skipped_without_a_model_call():
+    """Per-item estimate 10 s (known, not measured): an item due in 1 s fails at once; one due in 100 s runs."""
+    from service.api.batching import DeadlineMissedError, request_deadline
+
+    calls: list[list[int]] = []
+
+    def run(items):
+        calls.append(list(items))
+        return items
+
+    async def main():
+        b = make(run, max_batch_size=8, max_delay_s=0.01, initial_item_s=10.0)
+        b.start()
+        b.pause()
+        token = request_deadline.set(time.monotonic() + 1.0)
+        doomed = asyncio.ensure_future(b.submit(1))
+        request_deadline.reset(token)
+        token = request_deadline.set(time.monotonic() + 100.0)
+        kept = asyncio.ensure_future(b.submit(2))
+        request_deadline.reset(token)
+        await asyncio.sleep(0.02)
+        b.resume()
+        with pytest.raises(DeadlineMissedError):
+            await doomed
+        assert await kept == 2
+        assert b.skipped == 1
+        await b.stop()
+
+    asyncio.run(main())
+    assert calls == [[2]]
+
+
+def test_service_time_ewma_follows_measured_batches():
+    def run(items):
+        time.sleep(0.02 * len(items))
+        return items
+
+    async def main():
+        b = make(run, max_batch_size=4, max_delay_s=0.01, initial_item_s=1.0)
+        b.start()
+        for _ in range(10):
+            await b.submit_many([1, 2])
+        await b.stop()
+        return b.item_seconds
+
+    per_item = asyncio.run(main())
+    assert 0.015 < per_item < 0.1, per_item  # 1.0 s seed forgotten after 10 batches of ~0.02 s/item
+
+
+def test_shared_executor_never_runs_two_stages_at_once():
+    from concurrent.futures import ThreadPoolExecutor
+
+    active, peak = [0], [0]
+    lock = threading.Lock()
+
+    def run(items):
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.01)
+        with lock:
+            active[0] -= 1
+        return items
+
+    async def main():
+        shared = ThreadPoolExecutor(max_workers=1)
+        det, rec = make(run, executor=shared), make(run, executor=shared)
+        det.start()
+        rec.start()
+        await asyncio.gather(*(det.submit(i) for i in range(8)), *(rec.submit(i) for i in range(8)))
+        await det.stop()
+        await rec.stop()
+        assert not shared._shutdown  # a batcher does not shut down an executor it does not own
+        shared.shutdown()
+
+    asyncio.run(main())
+    assert peak[0] == 1

@@ -2,18 +2,24 @@
 
 One batcher per model stage (detector, recognizer). Items carry a *bucket* key (padded input shape) and a batch
 only ever holds items of one bucket, so every model call sees a shape it was warmed up with. Inference runs on a
-dedicated single-thread executor (one worker per onnxruntime session), never on the event loop. The queue is
-bounded: ``submit`` raises :class:`QueueFullError` instead of letting latency grow without limit.
+single-thread executor, never on the event loop: its own by default (one worker per onnxruntime session), or one
+shared by several batchers (on CPU, so det and rec calls never run at once and oversubscribe the cores). The queue
+is bounded: ``submit`` raises :class:`QueueFullError` instead of letting latency grow without limit.
+Each batcher keeps an EWMA of its service time per item (:attr:`MicroBatcher.item_seconds`), which the engine's
+admission control turns into an expected wait. Items carry their request's deadline (the ``request_deadline``
+context variable): an item whose request was cancelled, or that cannot finish before its deadline at the current
+per-item time, is dropped when its batch is formed, so no compute goes to answers nobody will read.
 The ``gate`` event pauses batch formation (drain before shutdown; tests use it to build a known backlog).
 """
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -24,8 +30,31 @@ R = TypeVar("R")
 log = logging.getLogger("ocrnet.api.batching")
 
 
+# time.monotonic() by which the current request must be answered (None = no deadline); set by the engine.
+request_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("request_deadline", default=None)
+
+
 class QueueFullError(Exception):
     """The batcher's bounded queue cannot take the items; the caller should answer 503."""
+
+
+class DeadlineMissedError(Exception):
+    """The item's request could not be answered before its deadline, so its work was skipped (answer 504)."""
+
+
+class ServiceTime:
+    """EWMA of seconds per item of one stage's model calls (a CPU batch of N costs about N single items)."""
+
+    def __init__(self, initial_s: float = 0.0, alpha: float = 0.3) -> None:
+        self.value = initial_s
+        self.alpha = alpha
+        self.samples = 0
+
+    def observe(self, seconds: float, items: int) -> None:
+        per_item = seconds / max(items, 1)
+        self.value = per_item if self.samples == 0 and self.value == 0 else (
+            self.alpha * per_item + (1 - self.alpha) * self.value)
+        self.samples += 1
 
 
 @dataclass
@@ -33,6 +62,7 @@ class _Pending(Generic[T, R]):
     payload: T
     future: asyncio.Future[R]
     enqueued: float
+    deadline: float | None = None
 
 
 class MicroBatcher(Generic[T, R]):
@@ -49,6 +79,8 @@ class MicroBatcher(Generic[T, R]):
         max_delay_s: float,
         max_queue: int,
         metrics: Metrics | None = None,
+        executor: Executor | None = None,
+        initial_item_s: float = 0.0,
     ) -> None:
         self.name = name
         self.model = model
@@ -63,7 +95,11 @@ class MicroBatcher(Generic[T, R]):
         self._wakeup = asyncio.Event()
         self.gate = asyncio.Event()
         self.gate.set()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ocrnet-{model}-{name}")
+        self._owns_executor = executor is None
+        self._executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ocrnet-{model}-{name}")
+        self.service_time = ServiceTime(initial_item_s)
+        self._running = 0
+        self.skipped = 0  # items dropped at batch formation (cancelled or past their deadline)
         self._task: asyncio.Task[None] | None = None
 
     # -- lifecycle
@@ -85,7 +121,8 @@ class MicroBatcher(Generic[T, R]):
                     item.future.set_exception(RuntimeError("batcher stopped"))
         self._buckets.clear()
         self._set_depth(0)
-        self._executor.shutdown(wait=True)
+        if self._owns_executor:
+            self._executor.shutdown(wait=True)
 
     def pause(self) -> None:
         """Stop forming batches (items still queue up, to the bound)."""
@@ -99,6 +136,16 @@ class MicroBatcher(Generic[T, R]):
         """Items waiting (not yet handed to the model)."""
         return self._size
 
+    @property
+    def running(self) -> int:
+        """Items in the model call now in progress."""
+        return self._running
+
+    @property
+    def item_seconds(self) -> float:
+        """Recent service time per item (EWMA over batches; seeded by warm-up)."""
+        return self.service_time.value
+
     # -- producer side
     async def submit(self, item: T) -> R:
         return (await self.submit_many([item]))[0]
@@ -111,10 +158,11 @@ class MicroBatcher(Generic[T, R]):
             raise QueueFullError(f"{self.model}/{self.name} queue full ({self._size}/{self.max_queue})")
         loop = asyncio.get_running_loop()
         now = time.monotonic()
+        deadline = request_deadline.get()
         futures: list[asyncio.Future[R]] = []
         for item in items:
             future: asyncio.Future[R] = loop.create_future()
-            self._buckets.setdefault(self._bucket_of(item), deque()).append(_Pending(item, future, now))
+            self._buckets.setdefault(self._bucket_of(item), deque()).append(_Pending(item, future, now, deadline))
             futures.append(future)
         self._size += len(items)
         self._set_depth(self._size)
@@ -137,10 +185,16 @@ class MicroBatcher(Generic[T, R]):
     def _take(self, key: Hashable) -> list[_Pending[T, R]]:
         queue = self._buckets.get(key)
         taken: list[_Pending[T, R]] = []
+        now = time.monotonic()
         while queue and len(taken) < self.max_batch_size:
             item = queue.popleft()
             self._size -= 1
-            if not item.future.done():  # skip items whose request was cancelled (timeout, disconnect)
+            if item.future.done():  # the request was cancelled (timeout, disconnect): skip its work
+                self._skip()
+            elif item.deadline is not None and now + self.item_seconds * (len(taken) + 1) > item.deadline:
+                self._skip()  # would finish after its request's deadline: fail it now, spend nothing on it
+                item.future.set_exception(DeadlineMissedError(f"{self.model}/{self.name}: deadline"))
+            else:
                 taken.append(item)
         if queue is not None and not queue:
             del self._buckets[key]
@@ -176,9 +230,10 @@ class MicroBatcher(Generic[T, R]):
             batch = self._take(key)
             if not batch:
                 continue
-            started = time.perf_counter()
+            self._running = len(batch)
             try:
-                results = await loop.run_in_executor(self._executor, self._run_batch, [b.payload for b in batch])
+                # timed inside the executor: time spent queued behind another stage's call is not service time
+                results, seconds = await loop.run_in_executor(self._executor, self._timed_run, [b.payload for b in batch])
                 if len(results) != len(batch):
                     raise RuntimeError(f"{self.name}: {len(results)} results for a batch of {len(batch)}")
             except Exception as exc:  # one bad batch fails its own requests, not the worker
@@ -187,11 +242,24 @@ class MicroBatcher(Generic[T, R]):
                     if not item.future.done():
                         item.future.set_exception(exc)
                 continue
+            finally:
+                self._running = 0
+            self.service_time.observe(seconds, len(batch))
             if self._metrics is not None:
-                self._metrics.observe_batch(self.model, self.name, len(batch), time.perf_counter() - started)
+                self._metrics.observe_batch(self.model, self.name, len(batch), seconds)
             for item, result in zip(batch, results):
                 if not item.future.done():
                     item.future.set_result(result)
+
+    def _skip(self) -> None:
+        self.skipped += 1
+        if self._metrics is not None:
+            self._metrics.skipped.labels(model=self.model, stage=self.name).inc()
+
+    def _timed_run(self, payloads: list[T]) -> tuple[Sequence[R], float]:
+        started = time.perf_counter()
+        results = self._run_batch(payloads)
+        return results, time.perf_counter() - started
 
     def _set_depth(self, depth: int) -> None:
         if self._metrics is not None:

@@ -49,12 +49,43 @@ class Settings(BaseSettings):
         None, description="TensorRT engine/timing cache folder (only used when TensorRT is among the providers)."
     )
 
-    max_batch_size: int = Field(4, ge=1, le=256, description="Largest detector batch (images).")
-    rec_max_batch_size: int = Field(32, ge=1, le=1024, description="Largest recognizer batch (text-line crops).")
-    max_delay_ms: float = Field(5.0, ge=0, le=10_000, description="How long a batch waits to fill before it runs.")
+    max_batch_size: int | None = Field(
+        None, ge=1, le=256,
+        description="Largest detector batch (images). Unset: 1 on CPU (a CPU det batch of N costs about N single "
+        "calls, so a big batch only delays its first image), 8 on GPU.",
+    )
+    rec_max_batch_size: int | None = Field(
+        None, ge=1, le=1024,
+        description="Largest recognizer batch (text-line crops). Unset: 32 on CPU (crops are small: batching them "
+        "across requests pays even on CPU), 128 on GPU.",
+    )
+    max_delay_ms: float = Field(5.0, ge=0, le=10_000, description="How long a det batch waits to fill before it runs.")
+    rec_max_delay_ms: float | None = Field(
+        None, ge=0, le=10_000, description="How long a rec batch waits to fill (unset: same as max_delay_ms)."
+    )
     max_queue: int = Field(64, ge=1, description="Images waiting for the detector before requests get 503.")
     rec_max_queue: int = Field(4096, ge=1, description="Text-line crops waiting for the recognizer before 503.")
     request_timeout_s: float = Field(30.0, gt=0, description="Per-request processing deadline; past it -> 504.")
+    admission_control: bool = Field(
+        True,
+        description="Answer 503 + Retry-After at once when the expected wait (backlog x recent per-item service "
+        "time of each stage) would exceed admission_budget x request_timeout_s, instead of a late 504.",
+    )
+    admission_budget: float = Field(
+        0.5, gt=0, le=1.0,
+        description="Share of request_timeout_s the expected wait may use (the rest covers estimation error on a "
+        "noisy machine; a few images in flight already keep the pipeline full, more only add latency).",
+    )
+    shared_executor: bool | None = Field(
+        None,
+        description="Run det and rec model calls on one shared inference thread. Unset: on when every session is "
+        "CPU-only (two stages x intra_threads on the same cores would oversubscribe them), off on GPU.",
+    )
+    cpu_mem_arena: bool = Field(
+        False,
+        description="onnxruntime CPU memory arena. Off by default: the arena keeps its peak (largest det shapes, "
+        "biggest batches) for the life of the process.",
+    )
     retry_after_s: int = Field(1, ge=0, description="Retry-After header value sent with 503 responses.")
 
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1, description="Largest single uploaded file (bytes).")

@@ -4,20 +4,30 @@ Per image: decode (thread) -> ``prepare_det`` (thread) -> detector batcher (shar
 bucket shape) -> ``boxes`` + crop + rec normalisation (thread) -> recognizer batcher (crops of every image in
 flight, grouped by width bucket) -> ``assemble`` -> profile fields. Profiles map to model dirs so a finetuned
 model can serve one profile while ``model_dir`` serves the rest.
+
+Overload: before the body is read and again before decoding, :meth:`ModelRunner.expected_wait_s` estimates how long
+a new request's images would take (backlog x each stage's recent per-item model time, or images in flight x the
+measured interval between completions, whichever is larger); past ``admission_budget x request_timeout_s`` the
+request gets 503 + Retry-After at once instead of a 504 thirty seconds later. Work of requests that timed out,
+whose client left, or that cannot finish before their deadline is dropped by the batchers (see batching.py).
+On CPU one inference thread serves det and rec of every bundle, so model calls never oversubscribe the cores.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Iterator, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 import numpy as np
 
-from service.api.batching import MicroBatcher, QueueFullError
+from service.api.batching import DeadlineMissedError, MicroBatcher, QueueFullError, ServiceTime, request_deadline
 from service.api.config import Settings
 from service.api.errors import ApiError
 from service.api.metrics import Metrics
@@ -32,6 +42,7 @@ from service.api.schemas import (
 from service.api.context import current_request_id
 from service.api.uploads import DecodedImage, UploadedFile, decode_image, total_declared_pixels
 from service.model_bundle import MANIFEST, sha256_file
+from service.runtime import CPU
 from service.pipeline import Detections, OcrPipeline, TextLine
 from service.profiles import PROFILES
 from service.vision.ctc import Decoded
@@ -76,12 +87,68 @@ def parse_shapes(specs: Sequence[str]) -> list[tuple[int, int]]:
 
 
 # ---------------------------------------------------------------- one model bundle
+# Batch defaults by device when the settings leave them unset: (det images, rec crops).
+CPU_BATCH = (1, 32)
+GPU_BATCH = (8, 128)
+
+
+class OverloadedError(Exception):
+    """Admission control: the expected wait exceeds the request's budget."""
+
+    def __init__(self, expected_s: float, budget_s: float) -> None:
+        super().__init__(f"expected wait {expected_s:.1f} s exceeds the {budget_s:.1f} s budget")
+        self.expected_s = expected_s
+        self.budget_s = budget_s
+
+
 @dataclass
 class RecItem:
     """One text-line crop, normalised and right-padded to its width bucket."""
 
     tensor: np.ndarray  # (3, H, bucket)
     bucket: int
+
+
+class DrainTimer:
+    """EWMA of the interval between image completions while the runner is busy: the whole system's service time
+    per image (model calls, host pre/post-processing, contention with other processes, all included), which the
+    per-stage model times alone underestimate on a shared CPU. Idle time is never counted."""
+
+    def __init__(self, initial_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = ServiceTime(initial_s)
+        self.in_flight = 0
+        self._clock = clock
+        self._since = 0.0  # last completion, or when the runner became busy
+
+    @property
+    def seconds(self) -> float:
+        return self.interval.value
+
+    def admit(self, images: int) -> None:
+        if self.in_flight == 0:
+            self._since = self._clock()
+        self.in_flight += images
+
+    def image_done(self) -> None:
+        now = self._clock()
+        self.interval.observe(now - self._since, 1)
+        self._since = now
+
+    def leave(self, images: int) -> None:
+        self.in_flight -= images
+
+
+class Admission:
+    """An admitted request's images still counted upstream of rec (released image by image as crops reach rec)."""
+
+    def __init__(self, runner: ModelRunner, images: int) -> None:
+        self.runner = runner
+        self.remaining = images
+
+    def release_one(self) -> None:
+        if self.remaining > 0:
+            self.remaining -= 1
+            self.runner.upstream -= 1
 
 
 class ModelRunner:
@@ -96,6 +163,11 @@ class ModelRunner:
         self.det: MicroBatcher[DetInput, np.ndarray] | None = None
         self.rec: MicroBatcher[RecItem, Decoded] | None = None
         self.sha256: dict[str, str] = {}
+        self.warm_det_s = 0.0  # per-image det time at warm-up (seeds the det EWMA)
+        self.warm_rec_s = 0.0  # per-crop rec time at warm-up
+        self.upstream = 0  # admitted images whose crops have not reached the rec queue yet
+        self.crops_per_image = 8.0  # EWMA of text-line crops per image (prior: a short document)
+        self.drain = DrainTimer(0.0)
 
     @property
     def name(self) -> str:
@@ -109,6 +181,18 @@ class ModelRunner:
     def providers(self) -> list[str]:
         return list(self.pipeline.det_providers) if self.pipeline else []
 
+    @property
+    def on_cpu(self) -> bool:
+        """Both sessions run on the CPU provider (requested GPU unavailable counts as CPU too)."""
+        p = self.pipeline
+        return p is not None and p.det_providers[0] == CPU and p.rec_providers[0] == CPU
+
+    def batch_sizes(self) -> tuple[int, int]:
+        """(det, rec) max batch: the settings when given, else the device defaults (CPU_BATCH / GPU_BATCH)."""
+        det, rec = CPU_BATCH if self.on_cpu else GPU_BATCH
+        s = self.settings
+        return s.max_batch_size or det, s.rec_max_batch_size or rec
+
     def info(self) -> ModelInfo:
         return ModelInfo(name=self.name, version=self.version, path=str(self.dir), profiles=self.profiles,
                          sha256=self.sha256, providers=self.providers)
@@ -119,7 +203,7 @@ class ModelRunner:
         s = self.settings
         self.pipeline = OcrPipeline.from_dir(
             self.dir, providers=s.providers or None, intra_threads=s.intra_threads, inter_threads=s.inter_threads,
-            trt_cache_dir=s.trt_cache_dir,
+            trt_cache_dir=s.trt_cache_dir, cpu_mem_arena=s.cpu_mem_arena,
         )
         bundle = self.pipeline.bundle
         self.sha256 = {**bundle.sha256, "charset": sha256_file(bundle.charset_path)}
@@ -139,11 +223,20 @@ class ModelRunner:
         pipeline = self.pipeline
         assert pipeline is not None
         det_shapes = self.warmup_det_shapes()
+        det_s = []
         for h, w in det_shapes:
             blank = DetInput(np.zeros((3, h, w), np.float32), (h, w), np.zeros((h, w, 3), np.uint8), 0, (1.0, 1.0), (h, w))
+            t = time.perf_counter()
             self._run_det([blank])
+            det_s.append(time.perf_counter() - t)
+        rec_s = []
         for bucket in pipeline.rec_width_buckets:
+            t = time.perf_counter()
             self._run_rec([RecItem(np.zeros((3, pipeline.rec_height, bucket), np.float32), bucket)])
+            rec_s.append(time.perf_counter() - t)
+        # first calls carry one-off initialisation: the largest det shape's time is a conservative det seed
+        self.warm_det_s, self.warm_rec_s = max(det_s), sum(rec_s) / len(rec_s)
+        self.drain = DrainTimer(self.warm_det_s + self.crops_per_image * self.warm_rec_s)
         log.info("warmed up %s: det shapes %s, rec widths %s in %.2f s", self.name, det_shapes,
                  list(pipeline.rec_width_buckets), time.perf_counter() - started)
 
@@ -167,18 +260,62 @@ class ModelRunner:
             items.append(RecItem(normalize_crop(crop, bucket, height), bucket))
         return items
 
-    def start(self) -> None:
+    def start(self, executor: Executor | None = None) -> None:
+        """Start both batchers; ``executor``: one inference thread shared with other stages (CPU), else one each."""
         s = self.settings
+        det_batch, rec_batch = self.batch_sizes()
+        rec_delay_ms = s.max_delay_ms if s.rec_max_delay_ms is None else s.rec_max_delay_ms
         self.det = MicroBatcher(
-            "det", self.name, self._run_det, bucket_of=lambda inp: inp.bucket, max_batch_size=s.max_batch_size,
-            max_delay_s=s.max_delay_ms / 1000, max_queue=s.max_queue, metrics=self.metrics,
+            "det", self.name, self._run_det, bucket_of=lambda inp: inp.bucket, max_batch_size=det_batch,
+            max_delay_s=s.max_delay_ms / 1000, max_queue=s.max_queue, metrics=self.metrics, executor=executor,
+            initial_item_s=self.warm_det_s,
         )
         self.rec = MicroBatcher(
-            "rec", self.name, self._run_rec, bucket_of=lambda item: item.bucket, max_batch_size=s.rec_max_batch_size,
-            max_delay_s=s.max_delay_ms / 1000, max_queue=s.rec_max_queue, metrics=self.metrics,
+            "rec", self.name, self._run_rec, bucket_of=lambda item: item.bucket, max_batch_size=rec_batch,
+            max_delay_s=rec_delay_ms / 1000, max_queue=s.rec_max_queue, metrics=self.metrics, executor=executor,
+            initial_item_s=self.warm_rec_s,
         )
         self.det.start()
         self.rec.start()
+        log.info("%s: det batch %d, rec batch %d, %s inference thread", self.name, det_batch, rec_batch,
+                 "shared" if executor is not None else "per-stage")
+
+    # -- admission control
+    def expected_wait_s(self, images: int) -> float:
+        """Seconds until ``images`` more would be answered: everything admitted before them plus their own work.
+        The larger of two estimates: per stage (images not yet at rec, crops queued or running in rec, at each
+        stage's recent per-item model time) and end to end (images in flight x measured interval between
+        completions, which also counts host pre/post-processing and CPU taken by other processes)."""
+        det, rec = self.det, self.rec
+        assert det is not None and rec is not None
+        per_image = det.item_seconds + self.crops_per_image * rec.item_seconds
+        stages = (self.upstream + images) * per_image + (rec.depth + rec.running) * rec.item_seconds
+        wait = max(stages, (self.drain.in_flight + images) * self.drain.seconds)
+        self.metrics.expected_wait.labels(model=self.name).set(wait)
+        return wait
+
+    def check_admission(self, images: int, budget_s: float | None) -> None:
+        """Raise OverloadedError when the expected wait exceeds ``budget_s`` (None: never). An idle runner always
+        admits: a lone slow image still gets its chance (at worst a 504)."""
+        rec = self.rec
+        assert rec is not None
+        busy = self.drain.in_flight > 0 or self.upstream > 0 or rec.depth + rec.running > 0
+        expected = self.expected_wait_s(images)
+        if budget_s is not None and busy and expected > budget_s:
+            raise OverloadedError(expected, budget_s)
+
+    @contextmanager
+    def admitted(self, images: int, budget_s: float | None) -> Iterator[Admission]:
+        """Check admission, then reserve ``images`` in the backlog estimate for the request's life."""
+        self.check_admission(images, budget_s)
+        ticket = Admission(self, images)
+        self.upstream += images
+        self.drain.admit(images)
+        try:
+            yield ticket
+        finally:
+            self.upstream -= ticket.remaining
+            self.drain.leave(images)
 
     async def stop(self) -> None:
         for batcher in (self.det, self.rec):
@@ -186,7 +323,7 @@ class ModelRunner:
                 await batcher.stop()
 
     # -- serving
-    async def read(self, image: DecodedImage) -> tuple[list[TextLine], float, float]:
+    async def read(self, image: DecodedImage, ticket: Admission | None = None) -> tuple[list[TextLine], float, float]:
         """Lines of one image plus (det_ms, rec_ms); det/rec calls are shared with concurrent requests."""
         pipeline, det, rec = self.pipeline, self.det, self.rec
         assert pipeline is not None and det is not None and rec is not None
@@ -196,7 +333,12 @@ class ModelRunner:
         dets = await asyncio.to_thread(pipeline.boxes, inp, prob)
         items = await asyncio.to_thread(self._rec_items, inp, dets)
         t1 = time.perf_counter()
+        self.crops_per_image = 0.8 * self.crops_per_image + 0.2 * len(items)
+        if ticket is not None:
+            ticket.release_one()  # no await before submit_many enqueues: the crops move to rec.depth atomically
         decoded = await rec.submit_many(items)
+        if ticket is not None:
+            self.drain.image_done()
         lines = pipeline.assemble(dets, decoded)
         return lines, (t1 - t0) * 1000, (time.perf_counter() - t1) * 1000
 
@@ -236,6 +378,7 @@ class Engine:
         self.ready = False
         self.error: str | None = None
         self._task: asyncio.Task[None] | None = None
+        self._executor: ThreadPoolExecutor | None = None
 
     @property
     def runners(self) -> list[ModelRunner]:
@@ -256,7 +399,13 @@ class Engine:
                 await asyncio.to_thread(runner.load)
                 if self.settings.warmup:
                     await asyncio.to_thread(runner.warm_up)
-                runner.start()
+            shared = self.settings.shared_executor
+            if shared is None:
+                shared = all(runner.on_cpu for runner in self.runners)
+            if shared:  # one inference thread for every session: calls never compete for the same cores
+                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ocrnet-inference")
+            for runner in self.runners:
+                runner.start(self._executor)
         except Exception as exc:
             # What an operator expects: the process stays alive (liveness 200, no crash loop), /readyz says 503,
             # and the log carries one line naming the bundle and file; the traceback only at DEBUG.
@@ -277,6 +426,31 @@ class Engine:
                 pass
         for runner in self.runners:
             await runner.stop()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+
+    def _overloaded(self, profile: str, exc: OverloadedError, images: int) -> ApiError:
+        self.metrics.images.labels(profile=profile, outcome="rejected").inc(images)
+        # come back when the backlog should have drained below the budget again
+        retry = max(self.settings.retry_after_s, math.ceil(exc.expected_s - exc.budget_s))
+        return ApiError(503, "overloaded", f"server busy: {exc}; retry later", {"Retry-After": str(retry)})
+
+    def raise_if_overloaded(self, profile: str | None) -> None:
+        """Cheap pre-check before the body is read: would even one image be refused? The form may still name
+        another profile, so refuse only when every runner that could serve the request is over budget."""
+        s = self.settings
+        if not s.admission_control:
+            return
+        budget = s.admission_budget * s.request_timeout_s
+        runners = [self.by_profile[profile]] if profile in self.by_profile else self.runners
+        refusals = []
+        for runner in runners:
+            try:
+                runner.check_admission(1, budget)
+            except OverloadedError as exc:
+                refusals.append(exc)
+        if refusals and len(refusals) == len(runners):
+            raise self._overloaded(profile or "generic", min(refusals, key=lambda e: e.expected_s), 1)
 
     def raise_unless_ready(self) -> None:
         if self.error is not None:
@@ -294,21 +468,29 @@ class Engine:
         if declared > s.max_request_pixels:
             raise ApiError(413, "request_too_many_pixels",
                            f"images total {declared} pixels, over the {s.max_request_pixels}-pixel request limit")
+        budget = s.admission_budget * s.request_timeout_s if s.admission_control else None
+        token = request_deadline.set(time.monotonic() + s.request_timeout_s)
         try:
-            async with asyncio.timeout(s.request_timeout_s):
-                images = await _all_or_nothing(
-                    [asyncio.to_thread(self._timed_decode, f, i, s.max_pixels) for i, f in enumerate(files)]
-                )
-                results = await _all_or_nothing(
-                    [self._one(runner, image, ms, extract, min_confidence, return_polygons) for image, ms in images]
-                )
-        except TimeoutError:
+            with runner.admitted(len(files), budget) as ticket:
+                async with asyncio.timeout(s.request_timeout_s):
+                    images = await _all_or_nothing(
+                        [asyncio.to_thread(self._timed_decode, f, i, s.max_pixels) for i, f in enumerate(files)]
+                    )
+                    results = await _all_or_nothing(
+                        [self._one(runner, image, ms, extract, min_confidence, return_polygons, ticket)
+                         for image, ms in images]
+                    )
+        except (TimeoutError, DeadlineMissedError):
             self.metrics.images.labels(profile=profile, outcome="timeout").inc(len(files))
             raise ApiError(504, "timeout", f"processing took longer than {s.request_timeout_s:g} s") from None
+        except OverloadedError as exc:
+            raise self._overloaded(profile, exc, len(files)) from None
         except QueueFullError:
             self.metrics.images.labels(profile=profile, outcome="rejected").inc(len(files))
             raise ApiError(503, "overloaded", "server busy: queue full, retry later",
                            {"Retry-After": str(s.retry_after_s)}) from None
+        finally:
+            request_deadline.reset(token)
         self.metrics.images.labels(profile=profile, outcome="ok").inc(len(files))
         return OcrResponse(
             request_id=current_request_id(),
@@ -326,10 +508,10 @@ class Engine:
 
     async def _one(
         self, runner: ModelRunner, image: DecodedImage, decode_ms: float, extract: FieldExtractor,
-        min_confidence: float, return_polygons: bool,
+        min_confidence: float, return_polygons: bool, ticket: Admission | None = None,
     ) -> ImageResult:
         started = time.perf_counter()
-        lines, det_ms, rec_ms = await runner.read(image)
+        lines, det_ms, rec_ms = await runner.read(image, ticket)
         lines = [line for line in lines if line.confidence >= min_confidence]
         t_fields = time.perf_counter()
         fields = await asyncio.to_thread(extract, lines, (image.width, image.height))

@@ -30,6 +30,14 @@ class Metrics:
         self.queue_depth = Gauge(
             "ocrnet_queue_depth", "Items waiting in a batcher queue.", ("model", "stage"), registry=self.registry
         )
+        self.skipped = Counter(
+            "ocrnet_skipped_items", "Queued items dropped before their model call: request cancelled (timeout, client "
+            "gone) or unable to finish before its deadline.", ("model", "stage"), registry=self.registry,
+        )
+        self.expected_wait = Gauge(
+            "ocrnet_expected_wait_seconds", "Admission control's latest estimate of the wait for a new image.",
+            ("model",), registry=self.registry,
+        )
         self.images = Counter(
             "ocrnet_images", "Images processed, by profile and outcome.", ("profile", "outcome"), registry=self.registry
         )

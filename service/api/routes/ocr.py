@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from pydantic import BaseModel, Field, ValidationError
 
+from service.api.disconnect import unless_disconnected
 from service.api.errors import ApiError, error_responses
 from service.api.schemas import OcrResponse
 from service.api.security import require_api_key
@@ -114,6 +115,7 @@ async def ocr(
     engine = request.app.state.engine
     settings = request.app.state.settings
     engine.raise_unless_ready()
+    engine.raise_if_overloaded(profile)  # before the body: a refusal costs no upload parsing
     limits = UploadLimits(settings.max_upload_bytes, settings.max_files, settings.upload_timeout_s,
                           settings.upload_idle_timeout_s)
     form = await read_upload_form(request, limits)
@@ -126,4 +128,7 @@ async def ocr(
         )
     if not form.files:
         raise ApiError(422, "no_files", "send at least one image in the 'files' field")
-    return await engine.ocr(form.files, options.profile, options.min_confidence, options.return_polygons)
+    # a client that leaves (its own timeout, a balancer retry) must not keep costing det + rec passes
+    return await unless_disconnected(
+        request.receive, engine.ocr(form.files, options.profile, options.min_confidence, options.return_polygons)
+    )
