@@ -5,7 +5,11 @@ onnxruntime limited to `--threads` intra-op threads. Images alternate which engi
 hits both equally. Reports images/s for each and the ratio, plus licence-plate exact match on the plate set:
 the same plate picker turns each engine's text lines into one plate (service.profiles.plate when importable,
 else the longest alphanumeric line) and plates compare after removing spaces/hyphens and upper-casing.
-RapidOCR runs without its angle classifier (OCRNet has none), so both do det + rec only.
+RapidOCR runs without its angle classifier (OCRNet has none), so both do det + rec only; RapidOCR's own default
+(`Global.use_cls: true`) would add a classifier pass per line and make it slower, so this is the harder comparison.
+RapidOCR keeps its default detector settings (limit_side_len 736, limit_type min) unless `--rapidocr-det-like-ours`
+gives it the OCRNet model dir's det_limit_side/det_limit_type too (same-settings comparison: isolates the engine
+from the per-profile settings in models/<profile>/model.json).
 
 RapidOCR needs opencv, which the main .venv must not carry: run this with the bench venv
 (`bench/setup_rapidocr_venv.sh` makes .cache/rapidocr-venv, which also sees every .venv package):
@@ -79,12 +83,14 @@ def ocrnet_engine(model_dir: Path, threads: int) -> Callable[[bytes], list[Line]
     return run
 
 
-def rapidocr_engine(threads: int) -> Callable[[bytes], list[Line]]:
+def rapidocr_engine(threads: int, det_limit: tuple[int, str] | None = None) -> Callable[[bytes], list[Line]]:
     import rapidocr
     from rapidocr import ModelType, OCRVersion, RapidOCR
 
     models = Path(rapidocr.__file__).parent / "models"
+    det_params = {"Det.limit_side_len": det_limit[0], "Det.limit_type": det_limit[1]} if det_limit else {}
     engine = RapidOCR(params={
+        **det_params,
         "Global.use_cls": False,
         "Global.log_level": "warning",
         "Det.ocr_version": OCRVersion.PPOCRV6, "Det.model_type": ModelType.SMALL,
@@ -114,13 +120,22 @@ def image_size(data: bytes) -> tuple[int, int]:
         return im.size
 
 
-def compare(data_dir: Path, model_dir: Path, threads: int, limit: int | None, warmup: int, every: int = 1) -> dict:
+def ocrnet_det_limit(model_dir: Path) -> tuple[int, str]:
+    from service.model_bundle import ModelBundle
+
+    m = ModelBundle(model_dir).manifest
+    return m.det_limit_side, m.det_limit_type
+
+
+def compare(data_dir: Path, model_dir: Path, threads: int, limit: int | None, warmup: int, every: int = 1,
+            rapidocr_det_like_ours: bool = False) -> dict:
     labels = load_labels(data_dir)
     names = sorted(labels)[::every]
     names = names[:limit] if limit else names
     blobs = {n: (data_dir / n).read_bytes() for n in names}
     picker_name, pick = make_plate_picker()
-    engines = {"ocrnet": ocrnet_engine(model_dir, threads), "rapidocr": rapidocr_engine(threads)}
+    rapid_det = ocrnet_det_limit(model_dir) if rapidocr_det_like_ours else None
+    engines = {"ocrnet": ocrnet_engine(model_dir, threads), "rapidocr": rapidocr_engine(threads, rapid_det)}
     for name in names[:warmup]:
         for run in engines.values():
             run(blobs[name])
@@ -154,7 +169,8 @@ def compare(data_dir: Path, model_dir: Path, threads: int, limit: int | None, wa
     return {
         "machine": machine_description(), "commit": git_commit(), "threads": threads, "images": n,
         "data": str(data_dir),
-        "model_dir": str(model_dir), "subset_every": every, "plate_picker": picker_name, "warmup_images": warmup,
+        "model_dir": str(model_dir), "subset_every": every, "rapidocr_use_cls": False,
+        "rapidocr_det_limit": list(rapid_det) if rapid_det else "rapidocr default (736, min)", "plate_picker": picker_name, "warmup_images": warmup,
         "speed_ratio_ocrnet_over_rapidocr": round(summary["ocrnet"]["images_per_s"] /
                                                   summary["rapidocr"]["images_per_s"], 3),
         "engines": summary, "per_image": per_image,
@@ -166,7 +182,8 @@ def to_markdown(report: dict) -> str:
              f"{v['any_line_exact']:.1%}"] for k, v in report["engines"].items()]
     table = markdown_table(["engine", "images/s", "plate exact match", "plate in any line"], rows)
     return (f"{table}\n\nOCRNet/RapidOCR speed ratio: {report['speed_ratio_ocrnet_over_rapidocr']}. "
-            f"{report['images']} images, {report['threads']} intra-op threads each, plate picker: "
+            f"{report['images']} images, {report['threads']} intra-op threads each, OCRNet model dir: "
+            f"{report['model_dir']}, RapidOCR det limit: {report['rapidocr_det_limit']}, no cls; plate picker: "
             f"{report['plate_picker']}. Machine: {report['machine']}.\n")
 
 
@@ -178,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=None, help="first N images (name order)")
     ap.add_argument("--every", type=int, default=1, help="every Nth image (name order): a spread-out subset")
     ap.add_argument("--warmup", type=int, default=2, help="images run once per engine before timing")
+    ap.add_argument("--rapidocr-det-like-ours", action="store_true",
+                    help="give RapidOCR the det_limit_side/det_limit_type of --model-dir (same-settings run)")
     ap.add_argument("--out", type=Path, default=None, help="write the JSON report here (and a .md next to it)")
     args = ap.parse_args(argv)
     try:
@@ -186,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
         print("rapidocr is not importable here: run bench/setup_rapidocr_venv.sh and use "
               ".cache/rapidocr-venv/bin/python", file=sys.stderr)
         return 2
-    report = compare(args.data, args.model_dir, args.threads, args.limit, args.warmup, args.every)
+    report = compare(args.data, args.model_dir, args.threads, args.limit, args.warmup, args.every,
+                     args.rapidocr_det_like_ours)
     md = to_markdown(report)
     print(md)
     if args.out:
