@@ -30,6 +30,31 @@ def _place_onnx(src: Path, dst: Path, fp16: bool) -> float:
     return onnx_max_abs_diff(dst, None, [probe], reference_onnx=src)
 
 
+def export_checkpoint(checkpoint: Path, dest: Path) -> list[Path]:
+    """Re-export a finetune checkpoint (e.g. a run stopped before its end) into ``dest`` like the run would."""
+    import torch
+
+    from training.export import export_det, export_rec
+    from training.models.det import det_from_onnx
+    from training.models.rec import cut_charset, rec_from_onnx
+    from training.pretrained import locate_pretrained
+
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    dest.mkdir(parents=True, exist_ok=True)
+    files = locate_pretrained()
+    if ckpt["task"] == "rec":
+        model, characters = rec_from_onnx(files.rec)
+        if ckpt["classes"][1:] != characters:
+            model = cut_charset(model, characters, ckpt["classes"][1:])
+        model.load_state_dict(ckpt["model"])
+        (dest / "charset.json").write_text(json.dumps({"blank_index": 0, "characters": ckpt["classes"][1:]},
+                                                      ensure_ascii=False), encoding="utf-8")
+        return [export_rec(model.eval(), dest / "rec.onnx"), dest / "charset.json"]
+    model = det_from_onnx(files.det)
+    model.load_state_dict(ckpt["model"])
+    return [export_det(model.eval(), dest / "det.onnx")]
+
+
 def _data_summary(config: dict) -> str:
     rows = ["| split | kind | domain / path | n | seed |", "|---|---|---|---|---|"]
     for split in ("train", "val"):
@@ -43,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="ocrnet export", description=__doc__)
     ap.add_argument("--run", type=Path, required=True, help="finetune output_dir (holds export/ and config.json)")
     ap.add_argument("--out", type=Path, required=True, help="model dir to write, e.g. models/domains")
+    ap.add_argument("--checkpoint", type=Path, help="export this checkpoint of the run first (default: use the "
+                    "run's own export/, written when the run finished)")
     ap.add_argument("--name", help="model name (default: the run's config name)")
     ap.add_argument("--version", default="1")
     ap.add_argument("--det", default="../base/det.onnx", help="detector path relative to --out when the run is rec")
@@ -56,6 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     config = json.loads((args.run / "config.json").read_text(encoding="utf-8"))
     task, name = config["task"], args.name or config["name"]
+    if args.checkpoint is not None:
+        export_checkpoint(args.checkpoint, args.run / "export")
     args.out.mkdir(parents=True, exist_ok=True)
     src = args.run / "export" / f"{task}.onnx"
     diff = _place_onnx(src, args.out / f"{task}.onnx", args.fp16_weights)
