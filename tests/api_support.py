@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import io
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
@@ -36,8 +38,11 @@ def encode(img: Image.Image, fmt: str = "PNG", **kwargs) -> bytes:
 @contextmanager
 def ready_client(timeout_s: float = 60.0, **overrides) -> Iterator[TestClient]:
     """TestClient over create_app(Settings(**overrides)) once /readyz says 200 (lifespan runs load + warm-up)."""
-    # generous deadline: these tests share a small, busy CPU; the 504 path is tested explicitly
-    settings = Settings(**{"providers": ["cpu"], "intra_threads": 2, "request_timeout_s": 300.0, **overrides})
+    # generous deadline: these tests share a small, busy CPU; the 504 path is tested explicitly.
+    # models_root points at an empty folder: one bundle (model_dir) serves every profile unless a test says
+    # otherwise; discovery of the shipped models/<profile>/ dirs is tested on its own.
+    settings = Settings(**{"providers": ["cpu"], "intra_threads": 2, "request_timeout_s": 300.0,
+                           "models_root": Path(tempfile.mkdtemp(prefix="ocrnet-no-profiles-")), **overrides})
     app = create_app(settings)
     with TestClient(app) as client:
         deadline = time.monotonic() + timeout_s

@@ -29,7 +29,8 @@ def free_port() -> int:
 def server(base_model_dir, repo_root, tmp_path_factory):
     port = free_port()
     env = {**os.environ, "OCRNET_MODEL_DIR": str(base_model_dir), "OCRNET_PROVIDERS": "cpu",
-           "OCRNET_INTRA_THREADS": "2", "OCRNET_API_KEY": KEY}
+           "OCRNET_INTRA_THREADS": "2", "OCRNET_API_KEY": KEY,
+           "OCRNET_MODELS_ROOT": str(tmp_path_factory.mktemp("no-profiles"))}  # base serves every profile
     log_path = tmp_path_factory.mktemp("server") / "uvicorn.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(

@@ -1,0 +1,29 @@
+"""The shipped models/ layout: every profile resolves to a loadable bundle, domain bundles share files."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from service.api.config import Settings
+from service.api.engine import resolve_profile_dirs
+from service.model_bundle import ModelBundle
+from service.profiles import PROFILES
+
+MODELS = Path(__file__).resolve().parents[1] / "models"
+
+
+def test_every_profile_resolves_to_its_shipped_bundle():
+    dirs = resolve_profile_dirs(Settings(model_dir=MODELS / "base", models_root=MODELS), list(PROFILES))
+    assert {name: d.name for name, d in dirs.items()} == {
+        "generic": "base", "invoice": "invoice", "id": "id", "plate": "plate"}
+    bundles = {name: ModelBundle(d) for name, d in dirs.items()}
+    base_det = (MODELS / "base" / "det.onnx").resolve()
+    assert all(b.det_path == base_det for b in bundles.values())  # one detector file on disk
+    assert bundles["invoice"].rec_path == bundles["id"].rec_path == (MODELS / "domains" / "rec.onnx").resolve()
+
+
+def test_domain_recognizer_covers_the_domain_alphabets():
+    classes = ModelBundle(MODELS / "invoice").classes
+    assert classes[0] == "" and len(classes) < 200  # cut head: blank + the domains' characters
+    for text in ("P<UTOERIKSSON<<ANNA<MARIA", "L898902C36UTO7408122F1204159ZE184226B<<<<<10",
+                 "TOTAL RM 1,234.56", "12/03/2018", "ABC-1234"):
+        assert set(text) <= set(classes[1:]), text
