@@ -5,12 +5,11 @@ finetuned recognizer can share the base detector (``"det": "../base/det.onnx"``)
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from service.model_bundle import MANIFEST, ModelManifest
+from service.model_bundle import MANIFEST, ModelManifest, sha256_file
 
 
 @dataclass
@@ -30,7 +29,7 @@ class ModelCard:
     def render(self, files: dict[str, Path]) -> str:
         lines = [f"# {self.title}", "", self.summary, "", "## Files", "", "| file | size | sha256 |", "|---|---|---|"]
         for name, path in files.items():
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            digest = sha256_file(path)
             lines.append(f"| `{name}` | {path.stat().st_size / 1e6:.2f} MB | `{digest[:16]}…` |")
         lines += ["", "## Source and licence", "", self.source, "", self.license, "",
                   "## Data", "", self.data, "", "## Command that produced it", "", "```bash", self.command, "```"]

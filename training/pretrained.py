@@ -7,7 +7,6 @@ listed in the wheel's own ``MODEL_LICENSES.md`` before use.
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import re
@@ -16,6 +15,8 @@ import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from service.model_bundle import sha256_file
 
 RAPIDOCR_VERSION = "3.10.0"
 DET_FILE = "PP-OCRv6_det_small.onnx"
@@ -30,14 +31,6 @@ class PretrainedFiles:
     rec: Path
     licenses: Path
     sha256: dict[str, str]
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def expected_hashes(licenses_text: str) -> dict[str, str]:
@@ -110,7 +103,7 @@ def locate_pretrained(cache: Path = DEFAULT_CACHE) -> PretrainedFiles:
         want = hashes.get(path.name)
         if want is None:
             raise ValueError(f"{LICENSE_FILE} lists no SHA-256 for {path.name}")
-        got = sha256_of(path)
+        got = sha256_file(path)
         if got != want:
             raise ValueError(f"SHA-256 mismatch for {path}: got {got}, {LICENSE_FILE} says {want}")
     return PretrainedFiles(det=det, rec=rec, licenses=licenses, sha256={p.name: hashes[p.name] for p in (det, rec)})
