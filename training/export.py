@@ -16,20 +16,11 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from training.models.rec import OCRNetRec, RecProbs
+
 log = logging.getLogger(__name__)
 
 OPSET = 18
-
-
-class _RecProbabilities(nn.Module):
-    """Wraps a recognizer so the exported graph ends in softmax, like the pretrained ONNX."""
-
-    def __init__(self, rec: nn.Module) -> None:
-        super().__init__()
-        self.rec = rec
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.rec(x), dim=-1)
 
 
 def _export(module: nn.Module, sample: torch.Tensor, path: Path, output: str,
@@ -62,13 +53,13 @@ def export_det(model: nn.Module, path: str | Path, metadata: dict[str, str] | No
     return _export(model, sample, Path(path), "prob", dims, metadata)
 
 
-def export_rec(model: nn.Module, path: str | Path, height: int = 48,
+def export_rec(model: OCRNetRec, path: str | Path, height: int = 48,
                metadata: dict[str, str] | None = None) -> Path:
     """Export a recognizer (softmax output) with dynamic batch and width; height stays fixed."""
     sample = torch.zeros(2, 3, height, 320)
     dims = {0: torch.export.Dim("batch", min=1, max=1024),
             3: torch.export.Dim("width", min=16, max=4096)}
-    return _export(_RecProbabilities(model), sample, Path(path), "probs", dims, metadata)
+    return _export(RecProbs(model), sample, Path(path), "probs", dims, metadata)
 
 
 def onnx_max_abs_diff(onnx_path: str | Path, reference: nn.Module | None, inputs: Sequence[np.ndarray],

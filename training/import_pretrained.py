@@ -18,7 +18,7 @@ import torch
 from training.export import export_det, export_rec, onnx_max_abs_diff
 from training.model_dir import ModelCard, write_charset, write_manifest
 from training.models.det import OCRNetDet, det_from_onnx
-from training.models.rec import OCRNetRec, rec_from_onnx
+from training.models.rec import OCRNetRec, RecProbs, rec_from_onnx
 from training.pretrained import RAPIDOCR_VERSION, PretrainedFiles, locate_pretrained
 
 log = logging.getLogger(__name__)
@@ -47,15 +47,6 @@ def save_checkpoint(pre: Pretrained, path: Path) -> Path:
     return path
 
 
-class _RecSoftmax(torch.nn.Module):
-    def __init__(self, rec: OCRNetRec) -> None:
-        super().__init__()
-        self.rec = rec
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.rec(x), dim=-1)
-
-
 def _parity_inputs(seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
     rng = np.random.default_rng(seed)
     det = [rng.standard_normal((1, 3, 320, 480), dtype=np.float32),
@@ -77,9 +68,9 @@ def export_base(pre: Pretrained, out_dir: Path) -> dict[str, float]:
     det_in, rec_in = _parity_inputs()
     parity = {
         "det torch vs source ONNX": onnx_max_abs_diff(pre.files.det, pre.det, det_in),
-        "rec torch vs source ONNX": onnx_max_abs_diff(pre.files.rec, _RecSoftmax(pre.rec), rec_in),
+        "rec torch vs source ONNX": onnx_max_abs_diff(pre.files.rec, RecProbs(pre.rec), rec_in),
         "det export vs torch": onnx_max_abs_diff(det_path, pre.det, det_in),
-        "rec export vs torch": onnx_max_abs_diff(rec_path, _RecSoftmax(pre.rec), rec_in),
+        "rec export vs torch": onnx_max_abs_diff(rec_path, RecProbs(pre.rec), rec_in),
         "det export vs source ONNX": onnx_max_abs_diff(det_path, None, det_in, reference_onnx=pre.files.det),
         "rec export vs source ONNX": onnx_max_abs_diff(rec_path, None, rec_in, reference_onnx=pre.files.rec),
     }
