@@ -116,3 +116,14 @@ def markdown_table(headers: Iterable[str], rows: Iterable[Iterable[object]]) -> 
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def emit_report(report: dict, markdown: str, out: Path | None) -> None:
+    """Print the markdown; with ``out``, also keep the JSON there and the markdown beside it (``.md``)."""
+    import json
+
+    print(markdown)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2))
+        out.with_suffix(".md").write_text(markdown)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DEFAULT_PLATES, REPO, git_commit, machine_description, markdown_table  # noqa: E402
+from _common import DEFAULT_PLATES, REPO, emit_report, git_commit, machine_description, markdown_table  # noqa: E402
 
 sys.path.insert(0, str(REPO))
 
@@ -207,12 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     report = compare(args.data, args.model_dir, args.threads, args.limit, args.warmup, args.every,
                      args.rapidocr_det_like_ours)
-    md = to_markdown(report)
-    print(md)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2))
-        args.out.with_suffix(".md").write_text(md)
+    emit_report(report, to_markdown(report), args.out)
     return 0
 
 

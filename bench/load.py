@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -23,6 +22,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     DEFAULT_PLATES,
+    emit_report,
     git_commit,
     histogram_delta,
     list_images,
@@ -200,12 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     report = asyncio.run(run(args.url, list_images(args.images, args.limit_images), levels, requests, args.duration,
                              args.profile, args.files_per_request, args.warmup, args.api_key, args.timeout,
                              args.backoff))
-    md = to_markdown(report)
-    print(md)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2))
-        args.out.with_suffix(".md").write_text(md)
+    emit_report(report, to_markdown(report), args.out)
     return 0
 
 
