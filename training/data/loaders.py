@@ -163,19 +163,24 @@ def read_icdar2015(images_dir: str | Path, gt_dir: str | Path | None = None) -> 
     return records
 
 
+def _tab_rows(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, line) of a tab-separated label file, skipping blank and '#' comment lines."""
+    with path.open(encoding="utf-8") as f:
+        for n, raw in enumerate(f, 1):
+            raw = raw.rstrip("\r\n")
+            if raw.strip() and not raw.startswith("#"):
+                yield n, raw
+
+
 def read_crop_list(path: str | Path) -> list[CropRecord]:
     """TSV of `image_path<TAB>text` (paths relative to the TSV's folder; '#' lines are comments)."""
     path = Path(path)
     out = []
-    with path.open(encoding="utf-8") as f:
-        for n, raw in enumerate(f, 1):
-            raw = raw.rstrip("\r\n")
-            if not raw.strip() or raw.startswith("#"):
-                continue
-            if "\t" not in raw:
-                raise ValueError(f"{path}:{n}: expected `path<TAB>text`")
-            img, text = raw.split("\t", 1)
-            out.append(CropRecord(path.parent / img, text))
+    for n, raw in _tab_rows(path):
+        if "\t" not in raw:
+            raise ValueError(f"{path}:{n}: expected `path<TAB>text`")
+        img, text = raw.split("\t", 1)
+        out.append(CropRecord(path.parent / img, text))
     return out
 
 
@@ -190,18 +195,14 @@ def read_paddle_det(path: str | Path) -> list[ImageRecord]:
     """
     path = Path(path)
     out = []
-    with path.open(encoding="utf-8") as f:
-        for n, raw in enumerate(f, 1):
-            raw = raw.rstrip("\r\n")
-            if not raw.strip() or raw.startswith("#"):
-                continue
-            try:
-                img, payload = raw.split("\t", 1)
-                lines = [Line(str(o["transcription"]), normalise_box(o["points"]), str(o["transcription"]) == DONT_CARE)
-                         for o in json.loads(payload)]
-            except (KeyError, ValueError, TypeError) as e:
-                raise ValueError(f"{path}:{n}: bad PaddleOCR det label: {e}") from e
-            out.append(ImageRecord(path.parent / img, lines))
+    for n, raw in _tab_rows(path):
+        try:
+            img, payload = raw.split("\t", 1)
+            lines = [Line(str(o["transcription"]), normalise_box(o["points"]), str(o["transcription"]) == DONT_CARE)
+                     for o in json.loads(payload)]
+        except (KeyError, ValueError, TypeError) as e:
+            raise ValueError(f"{path}:{n}: bad PaddleOCR det label: {e}") from e
+        out.append(ImageRecord(path.parent / img, lines))
     return out
 
 
