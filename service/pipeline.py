@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from service.model_bundle import ModelBundle
-from service.runtime import create_session
+from service.runtime import CPU, create_session
 from service.vision.crop import crop_quad, crop_size, reading_order
 from service.vision.ctc import Decoded, ctc_greedy_decode
 from service.vision.db_postprocess import DBConfig, db_boxes
@@ -34,6 +34,7 @@ from service.vision.det_preprocess import (
 )
 from service.vision.images import ImageLike, to_bgr_array
 from service.vision.rec_preprocess import DEFAULT_WIDTH_BUCKETS, RecBatch, make_rec_batches
+from service.vision.static_shapes import ACCELERATOR_WIDTH_BUCKETS, batch_ladder, pad_batch
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +71,14 @@ class OcrPipeline:
         db_config: DBConfig | None = None,
         text_score: float | None = None,
         rec_batch_size: int = 32,
-        rec_width_buckets: Sequence[int] = DEFAULT_WIDTH_BUCKETS,
+        rec_width_buckets: Sequence[int] | None = None,
         trt_cache_dir: str | Path | None = None,
         cpu_mem_arena: bool = True,
+        static_shapes: bool | None = None,
+        det_batch_size: int = 8,
     ):
+        """``static_shapes``: pad batches to `batch_ladder` sizes and use coarse rec widths (None = on accelerators
+        only, see service.vision.static_shapes); ``rec_width_buckets`` None = the default for that choice."""
         m = bundle.manifest
         self.bundle = bundle
         self.classes = bundle.classes
@@ -81,12 +86,18 @@ class OcrPipeline:
                                                unclip_ratio=m.det_unclip_ratio)
         self.text_score = m.text_score if text_score is None else text_score
         self.rec_height = m.rec_height
-        self.rec_batch_size = rec_batch_size
-        self.rec_width_buckets = tuple(rec_width_buckets)
         kw = dict(providers=providers, intra_threads=intra_threads, inter_threads=inter_threads,
                   trt_cache_dir=trt_cache_dir, cpu_mem_arena=cpu_mem_arena)
         self.det_session, self.det_providers = create_session(bundle.det_path, **kw)
         self.rec_session, self.rec_providers = create_session(bundle.rec_path, **kw)
+        on_accelerator = self.det_providers[0] != CPU or self.rec_providers[0] != CPU
+        self.static_shapes = on_accelerator if static_shapes is None else static_shapes
+        if rec_width_buckets is None:
+            rec_width_buckets = ACCELERATOR_WIDTH_BUCKETS if self.static_shapes else DEFAULT_WIDTH_BUCKETS
+        self.rec_width_buckets = tuple(rec_width_buckets)
+        self.det_batch_ladder: tuple[int, ...] = ()
+        self.rec_batch_ladder: tuple[int, ...] = ()
+        self.set_batch_limits(det_batch_size, rec_batch_size)
         self.det_config = det_config or DetPreprocessConfig(
             limit_side_len=m.det_limit_side, limit_type=m.det_limit_type, max_side_len=m.det_max_side,
             mean=m.det_mean, std=m.det_std, max_upscale=m.det_max_upscale,
@@ -98,13 +109,20 @@ class OcrPipeline:
         if isinstance(n_out, int) and n_out != len(self.classes):
             raise ValueError(f"rec model has {n_out} classes but {bundle.charset_path} gives {len(self.classes)}")
 
+    def set_batch_limits(self, det_batch_size: int, rec_batch_size: int) -> None:
+        """Largest batches the caller will send; with static shapes, the padded sizes follow from them."""
+        self.rec_batch_size = rec_batch_size
+        if self.static_shapes:
+            self.det_batch_ladder = batch_ladder(det_batch_size)
+            self.rec_batch_ladder = batch_ladder(rec_batch_size)
+
     @staticmethod
     def _det_buckets(configured: Sequence[int] | None, providers: Sequence[str]) -> tuple[int, ...]:
         """Manifest buckets when set; else exact shapes on CPU-only (a CPU batch costs the sum of its images,
         so padding a 736x1312 image to 768x1536 only adds 25-30 % detector time) and buckets on accelerators."""
         if configured is not None:
             return tuple(configured)
-        return () if list(providers) == ["CPUExecutionProvider"] else DEFAULT_DET_BUCKETS
+        return () if list(providers) == [CPU] else DEFAULT_DET_BUCKETS
 
     @classmethod
     def from_dir(cls, model_dir: str | Path, providers: Sequence[str] | None = None,
@@ -119,7 +137,7 @@ class OcrPipeline:
         """Probability maps (cropped to each input's valid region); one ONNX call per bucket shape."""
         out: list[np.ndarray | None] = [None] * len(inputs)
         for _, idx in group_by_bucket(inputs).items():
-            batch = np.stack([inputs[i].tensor for i in idx])
+            batch = pad_batch(np.stack([inputs[i].tensor for i in idx]), self.det_batch_ladder)
             prob = self.det_session.run(None, {self._det_in: batch})[0]
             for row, i in enumerate(idx):
                 h, w = inputs[i].valid_hw
@@ -157,7 +175,8 @@ class OcrPipeline:
         return make_rec_batches(crops, self.rec_batch_size, self.rec_width_buckets, self.rec_height)
 
     def run_rec(self, batch: RecBatch) -> np.ndarray:
-        return self.rec_session.run(None, {self._rec_in: batch.tensor})[0]
+        probs = self.rec_session.run(None, {self._rec_in: pad_batch(batch.tensor, self.rec_batch_ladder)})[0]
+        return probs[: len(batch.indices)]
 
     def decode(self, batches: Sequence[RecBatch], probs: Sequence[np.ndarray]) -> list[Decoded]:
         """Decoded text per crop, in the original crop order."""

@@ -58,6 +58,25 @@ def provider_options(provider: str, trt_cache_dir: str | Path | None = None, trt
 
 
 INTRA_OP_SPINNING = False  # see session_options
+_preloaded = False
+
+
+def preload_cuda_libraries() -> None:
+    """Load CUDA/cuDNN from pip ``nvidia-*`` wheels (or torch's) before the first GPU session, once.
+
+    The onnxruntime-gpu wheel does not bundle them; without a system CUDA (our GPU image has one, a plain
+    ``pip install`` machine may not) the CUDA provider fails to load and the service silently runs on CPU.
+    ``onnxruntime.preload_dlls`` exists in onnxruntime-gpu >= 1.21; anything it cannot find is left to the
+    normal library search, so this never makes things worse.
+    """
+    global _preloaded
+    if _preloaded or not hasattr(ort, "preload_dlls"):
+        return
+    _preloaded = True
+    try:
+        ort.preload_dlls()
+    except Exception as exc:  # noqa: BLE001 - best effort; the provider fallback reports the real outcome
+        log.info("onnxruntime.preload_dlls failed (%s); relying on the system library path", exc)
 
 
 def session_options(intra_threads: int | None = None, inter_threads: int | None = None,
@@ -90,6 +109,8 @@ def create_session(
 ) -> tuple[ort.InferenceSession, list[str]]:
     """Open ``path`` with the best obtainable providers; returns (session, providers actually in use)."""
     chosen = resolve_providers(providers)
+    if chosen != [CPU]:
+        preload_cuda_libraries()
     so = session_options(intra_threads, inter_threads, cpu_mem_arena)
     while True:
         opts = [provider_options(p, trt_cache_dir, trt_fp16, device_id) for p in chosen]

@@ -31,3 +31,20 @@ def test_requesting_cuda_on_a_cpu_build_falls_back_with_a_warning(base_model_dir
 
 def test_session_options_do_not_busy_wait_between_ops():
     assert session_options(intra_threads=2).get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
+def test_cuda_library_preload_is_best_effort_and_runs_once(monkeypatch):
+    """onnxruntime-gpu's preload_dlls loads pip nvidia-* CUDA/cuDNN; a failure there must not stop the service."""
+    import service.runtime as runtime
+
+    calls = []
+
+    def failing_preload():
+        calls.append(1)
+        raise OSError("libcudnn.so.9: cannot open shared object file")
+
+    monkeypatch.setattr(runtime.ort, "preload_dlls", failing_preload, raising=False)
+    monkeypatch.setattr(runtime, "_preloaded", False)
+    runtime.preload_cuda_libraries()
+    runtime.preload_cuda_libraries()
+    assert calls == [1]

@@ -106,6 +106,11 @@ class Settings(BaseSettings):
         default_factory=list, description="Allowed CORS origins (empty = CORS off)."
     )
     warmup: bool = Field(True, description="Run every model once per bucket shape before reporting ready.")
+    static_shapes: bool | None = Field(
+        None,
+        description="Pad batches to a few fixed sizes and use coarse rec widths, all warmed up before ready. Unset: on "
+        "for GPU providers (CUDA pays 0.4-3 s per new input shape), off for CPU (no such cost; padding only adds work).",
+    )
     warmup_det_shapes: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Detector bucket shapes to warm up, e.g. 768x768,768x1024 (empty = the model's base bucket).",

@@ -203,8 +203,9 @@ class ModelRunner:
         s = self.settings
         self.pipeline = OcrPipeline.from_dir(
             self.dir, providers=s.providers or None, intra_threads=s.intra_threads, inter_threads=s.inter_threads,
-            trt_cache_dir=s.trt_cache_dir, cpu_mem_arena=s.cpu_mem_arena,
+            trt_cache_dir=s.trt_cache_dir, cpu_mem_arena=s.cpu_mem_arena, static_shapes=s.static_shapes,
         )
+        self.pipeline.set_batch_limits(*self.batch_sizes())
         bundle = self.pipeline.bundle
         self.sha256 = {**bundle.sha256, "charset": sha256_file(bundle.charset_path)}
         log.info("loaded model %s %s from %s on %s in %.2f s", self.name, self.version, self.dir, self.providers,
@@ -218,7 +219,8 @@ class ModelRunner:
         return [bucket_shape(*side, cfg.buckets)]
 
     def warm_up(self) -> None:
-        """One model call per det warm-up shape and per rec width bucket, through the batch functions."""
+        """One model call per det warm-up shape and per rec width bucket, through the batch functions; with static
+        shapes (accelerators) also once per padded batch size, so no request ever meets a cold shape there."""
         started = time.perf_counter()
         pipeline = self.pipeline
         assert pipeline is not None
@@ -226,19 +228,25 @@ class ModelRunner:
         det_s = []
         for h, w in det_shapes:
             blank = DetInput(np.zeros((3, h, w), np.float32), (h, w), np.zeros((h, w, 3), np.uint8), 0, (1.0, 1.0), (h, w))
-            t = time.perf_counter()
-            self._run_det([blank])
-            det_s.append(time.perf_counter() - t)
+            for size in pipeline.det_batch_ladder or (1,):
+                t = time.perf_counter()
+                self._run_det([blank] * size)
+                if size == 1:
+                    det_s.append(time.perf_counter() - t)
         rec_s = []
         for bucket in pipeline.rec_width_buckets:
-            t = time.perf_counter()
-            self._run_rec([RecItem(np.zeros((3, pipeline.rec_height, bucket), np.float32), bucket)])
-            rec_s.append(time.perf_counter() - t)
+            item = RecItem(np.zeros((3, pipeline.rec_height, bucket), np.float32), bucket)
+            for size in pipeline.rec_batch_ladder or (1,):
+                t = time.perf_counter()
+                self._run_rec([item] * size)
+                if size == 1:
+                    rec_s.append(time.perf_counter() - t)
         # first calls carry one-off initialisation: the largest det shape's time is a conservative det seed
         self.warm_det_s, self.warm_rec_s = max(det_s), sum(rec_s) / len(rec_s)
         self.drain = DrainTimer(self.warm_det_s + self.crops_per_image * self.warm_rec_s)
-        log.info("warmed up %s: det shapes %s, rec widths %s in %.2f s", self.name, det_shapes,
-                 list(pipeline.rec_width_buckets), time.perf_counter() - started)
+        log.info("warmed up %s: det shapes %s x batches %s, rec widths %s x batches %s in %.2f s", self.name,
+                 det_shapes, list(pipeline.det_batch_ladder or (1,)), list(pipeline.rec_width_buckets),
+                 list(pipeline.rec_batch_ladder or (1,)), time.perf_counter() - started)
 
     # -- batch functions (run on each batcher's single worker thread)
     def _run_det(self, inputs: list[DetInput]) -> list[np.ndarray]:
