@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from service.model_bundle import ModelBundle
-from service.runtime import CPU, create_session
+from service.runtime import CPU, shared_session
 from service.vision.crop import crop_quad, crop_size, reading_order
 from service.vision.ctc import Decoded, ctc_greedy_decode
 from service.vision.db_postprocess import DBConfig, db_boxes
@@ -88,8 +88,8 @@ class OcrPipeline:
         self.rec_height = m.rec_height
         kw = dict(providers=providers, intra_threads=intra_threads, inter_threads=inter_threads,
                   trt_cache_dir=trt_cache_dir, cpu_mem_arena=cpu_mem_arena)
-        self.det_session, self.det_providers = create_session(bundle.det_path, **kw)
-        self.rec_session, self.rec_providers = create_session(bundle.rec_path, **kw)
+        self.det_session, self.det_providers = shared_session(bundle.det_path, **kw)
+        self.rec_session, self.rec_providers = shared_session(bundle.rec_path, **kw)
         on_accelerator = self.det_providers[0] != CPU or self.rec_providers[0] != CPU
         self.static_shapes = on_accelerator if static_shapes is None else static_shapes
         if rec_width_buckets is None:

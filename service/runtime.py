@@ -6,6 +6,7 @@ libraries), is dropped with a warning; CPU is always last so a session is always
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -129,3 +130,24 @@ def create_session(
         else:
             log.info("%s: running on %s", Path(path).name, obtained)
         return sess, obtained
+
+
+_shared: dict[tuple[str, int, int, str], tuple[ort.InferenceSession, list[str]]] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_session(path: str | Path, **options: Any) -> tuple[ort.InferenceSession, list[str]]:
+    """`create_session`, but one session per (model file, options) per process.
+
+    Bundles that reuse a file share it: every shipped profile bundle uses models/base's det.onnx, and plate uses its
+    rec.onnx too, so four bundles need three sessions instead of eight. On a GPU that also shares the per-shape state
+    the warm-up builds (an H100 spent ~50 s warming each bundle's own copies); on a CPU it saves their memory.
+    onnxruntime sessions accept concurrent ``run`` calls, so the bundles' batchers can share one.
+    """
+    resolved = Path(path).resolve()
+    stat = resolved.stat()
+    key = (str(resolved), stat.st_size, stat.st_mtime_ns, repr(sorted(options.items())))
+    with _shared_lock:
+        if key not in _shared:
+            _shared[key] = create_session(resolved, **options)
+        return _shared[key]

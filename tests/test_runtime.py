@@ -1,4 +1,5 @@
 import logging
+from pathlib import Path
 
 import onnxruntime as ort
 import pytest
@@ -48,3 +49,15 @@ def test_cuda_library_preload_is_best_effort_and_runs_once(monkeypatch):
     runtime.preload_cuda_libraries()
     runtime.preload_cuda_libraries()
     assert calls == [1]
+
+
+def test_bundles_that_reuse_a_model_file_share_one_session(tmp_path):
+    """models/plate points at ../base/det.onnx and ../base/rec.onnx: the same sessions as models/base."""
+    from service.pipeline import OcrPipeline
+
+    repo = Path(__file__).resolve().parent.parent
+    base = OcrPipeline.from_dir(repo / "models" / "base", providers=["cpu"], intra_threads=2)
+    plate = OcrPipeline.from_dir(repo / "models" / "plate", providers=["cpu"], intra_threads=2)
+    other_threads = OcrPipeline.from_dir(repo / "models" / "plate", providers=["cpu"], intra_threads=1)
+    assert plate.det_session is base.det_session and plate.rec_session is base.rec_session
+    assert other_threads.det_session is not base.det_session  # different options, different session
