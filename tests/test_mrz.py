@@ -163,3 +163,24 @@ def test_unresolvable_document_number_stays_invalid() -> None:
 def test_printed_labels_are_not_taken_for_an_mrz() -> None:
     r = find_mrz(["NATIONALITEITNATIONALITYNATIONALITE1", "PLACE OF BIRTH PLAATS VAN GEBOORTE", *TD3])
     assert r is not None and r.mrz_lines == list(TD3)
+
+
+def test_equally_valid_corrections_are_decided_by_the_least_confident_character() -> None:
+    """O/0 at positions 1 and 7 of a document number carry the same check weight (3): both swaps pass every check
+    digit, so only the recogniser's per-character confidence can tell which character it misread."""
+    l1, l2 = build_td3("P", "D", "KEEN", "HOWARD", "XO6U89Q06", "D", "700628", "M", "330321")
+    read = "X06U89Q06" + l2[9:]  # the O at position 1 read as 0
+    sure = [0.99] * len(read)
+    assert parse_mrz([l1, read]).valid is False  # ambiguous without confidences: left alone, flagged invalid
+    assert parse_mrz([l1, read], scores=[None, sure]).valid is False  # uniform confidences: still ambiguous
+    doubt_1 = list(sure)
+    doubt_1[1] = 0.55
+    fixed = parse_mrz([l1, read], scores=[None, doubt_1])
+    assert fixed.valid and fixed.document_number == "XO6U89Q06" and fixed.mrz_lines[1] == l2
+    assert fixed.corrections == ["document_number:X06U89Q06->XO6U89Q06"]
+    doubt_7 = list(sure)
+    doubt_7[7] = 0.55
+    assert parse_mrz([l1, read], scores=[None, doubt_7]).document_number == "X06U89QO6"
+    # find_mrz takes the scores per text line, in the same order as the texts
+    found = find_mrz(["PASSPORT", l1, read], [None, None, doubt_1])
+    assert found is not None and found.document_number == "XO6U89Q06"

@@ -54,3 +54,30 @@ def test_id_card_td1() -> None:
 def test_no_mrz() -> None:
     f = get_profile("id").extract_fields(_page(()), SIZE)
     assert f["mrz_type"] is None and f["valid"] is False and f["mrz_lines"] == []
+
+
+def test_per_character_confidences_of_the_lines_decide_an_ambiguous_correction() -> None:
+    """The pipeline's TextLine.char_confidences reach the MRZ resolver, also through a row split in two boxes."""
+    from dataclasses import dataclass
+
+    from service.profiles.mrz import build_td3
+
+    @dataclass(frozen=True)
+    class ScoredLine:
+        text: str
+        confidence: float
+        polygon: list[tuple[float, float]]
+        char_confidences: tuple[float, ...]
+
+    l1, l2 = build_td3("P", "D", "KEEN", "HOWARD", "XO6U89Q06", "D", "700628", "M", "330321")
+    read = "X06U89Q06" + l2[9:]
+    scores = [0.99] * len(read)
+    scores[1] = 0.5
+    left, right = read[:20], read[20:]
+    lines = _page((l1,)) + [
+        ScoredLine(left, 0.9, [(40, 745), (560, 745), (560, 783), (40, 783)], tuple(scores[:20])),
+        ScoredLine(right, 0.9, [(580, 746), (1160, 746), (1160, 784), (580, 784)], tuple(scores[20:]))]
+    f = get_profile("id").extract_fields(lines, SIZE)
+    assert f["valid"] and f["document_number"] == "XO6U89Q06" and f["mrz_lines"] == [l1, l2]
+    plain = _page((l1,)) + [line(read, 40, 745, 1160, 783)]  # no confidences: ambiguous, reported invalid
+    assert get_profile("id").extract_fields(plain, SIZE)["valid"] is False

@@ -12,7 +12,7 @@ from typing import ClassVar
 from pydantic import BaseModel, Field
 
 from .base import LineBox, Profile, TextLineLike, group_rows, line_boxes
-from .mrz import find_mrz, normalise_mrz_text
+from .mrz import Scores, find_mrz, normalise_mrz_scored
 
 __all__ = ["IdDocumentFields", "IdDocumentProfile"]
 
@@ -38,9 +38,19 @@ class IdDocumentFields(BaseModel):
     mrz_lines: list[str] = Field(default_factory=list, description="the MRZ lines as parsed (normalised)")
 
 
-def _merge_row(row: list[LineBox]) -> str:
+def _char_scores(lines: Sequence[TextLineLike], box: LineBox) -> Sequence[float] | None:
+    """The recogniser's per-character confidences of the line behind ``box``, when the line carries them."""
+    scores = getattr(lines[box.index], "char_confidences", None)
+    return tuple(scores) if scores and len(scores) == len(box.text) else None
+
+
+def _merge_row(lines: Sequence[TextLineLike], row: list[LineBox]) -> tuple[str, Scores | None]:
     """An MRZ line split by the detector into pieces on one row is read left to right as one line."""
-    return "".join(normalise_mrz_text(b.text) for b in row)
+    parts = [normalise_mrz_scored(b.text, _char_scores(lines, b)) for b in row]
+    text = "".join(t for t, _ in parts)
+    if any(sc is None for _, sc in parts):
+        return text, None
+    return text, tuple(x for _, sc in parts for x in sc)  # type: ignore[union-attr]
 
 
 class IdDocumentProfile(Profile):
@@ -51,11 +61,11 @@ class IdDocumentProfile(Profile):
     def extract(self, lines: Sequence[TextLineLike], image_size: tuple[int, int]) -> IdDocumentFields:
         boxes = line_boxes(lines)
         rows = group_rows(boxes)
-        merged = [_merge_row(r) for r in rows]
+        merged = [_merge_row(lines, r) for r in rows]
         # Whole rows first (split lines); single lines as well, in case unrelated text shares a row.
-        result = find_mrz(merged)
+        result = find_mrz([t for t, _ in merged], [sc for _, sc in merged])
         if result is None or not result.valid:
-            alt = find_mrz([b.text for b in boxes])
+            alt = find_mrz([b.text for b in boxes], [_char_scores(lines, b) for b in boxes])
             if alt is not None and (result is None or sum(alt.check_digits.values()) >
                                     sum(result.check_digits.values())):
                 result = alt

@@ -17,11 +17,13 @@ from dataclasses import dataclass, field
 __all__ = [
     "MRZ_SPECS",
     "MrzResult",
+    "Scores",
     "build_td1",
     "build_td2",
     "build_td3",
     "check_digit",
     "find_mrz",
+    "normalise_mrz_scored",
     "normalise_mrz_text",
     "parse_mrz",
 ]
@@ -36,6 +38,8 @@ _TO_LETTER = str.maketrans({"0": "O", "1": "I", "2": "Z", "5": "S", "6": "G", "8
 _SWAP = {"0": "O", "O": "0", "1": "I", "I": "1", "2": "Z", "Z": "2", "5": "S", "S": "5", "8": "B", "B": "8",
          "6": "G", "G": "6"}
 _MAX_SWAPS = 2
+# How much lower (summed 1 - confidence) the swapped characters of the chosen variant must be than the runner-up's.
+_MIN_DOUBT_MARGIN = 0.02
 # (lines, line length) per document type.
 MRZ_SPECS: dict[str, tuple[int, int]] = {"TD1": (3, 30), "TD2": (2, 36), "TD3": (2, 44)}
 
@@ -163,18 +167,38 @@ def normalise_mrz_text(text: str) -> str:
     return t
 
 
-def _fit_length(line: str, length: int) -> str:
-    """Grow or shrink the longest '<' run (where OCR miscounts most) so the line has `length` chars."""
+Scores = tuple[float, ...]  # per-character recogniser confidence, aligned with a line's characters
+
+
+def normalise_mrz_scored(text: str, scores: Sequence[float] | None) -> tuple[str, Scores | None]:
+    """`normalise_mrz_text` that carries each character's confidence along (None when not aligned)."""
+    if scores is None or len(scores) != len(text):
+        return normalise_mrz_text(text), None
+    chars: list[str] = []
+    kept: list[float] = []
+    for c, score in zip(text, scores):
+        norm = normalise_mrz_text(c)
+        chars.append(norm)
+        kept.extend([float(score)] * len(norm))
+    return "".join(chars), tuple(kept)
+
+
+def _fit_length(line: str, length: int, scores: Scores | None = None) -> tuple[str, Scores | None]:
+    """Grow or shrink the longest '<' run (where OCR miscounts most) so the line has `length` chars; the scores
+    of the characters outside that run keep their positions relative to it."""
     if len(line) == length:
-        return line
+        return line, scores
     runs = [(m.end() - m.start(), m.start(), m.end()) for m in re.finditer(r"<+", line)]
     if not runs:
-        return line
+        return line, scores
     n, start, end = max(runs)
     delta = length - len(line)
     if n + delta < 1:
-        return line
-    return line[:start] + "<" * (n + delta) + line[end:]
+        return line, scores
+    fitted = line[:start] + "<" * (n + delta) + line[end:]
+    if scores is not None:
+        scores = scores[:start] + (1.0,) * (n + delta) + scores[end:]
+    return fitted, scores
 
 
 def _fix_digits(s: str) -> str:
@@ -318,15 +342,21 @@ def _sex(c: str) -> str:
 _PARSERS = {"TD1": _parse_td1, "TD2": _parse_td2, "TD3": _parse_td3}
 
 
-def _resolve_document_number(mrz_type: str, lines: list[str], result: MrzResult) -> MrzResult:
+def _resolve_document_number(mrz_type: str, lines: list[str], result: MrzResult,
+                              scores: Sequence[Scores | None] | None = None) -> MrzResult:
     """Swap look-alikes (O/0, I/1, Z/2, S/5, B/8, G/6) in the document number when its check digit fails.
 
-    Accepted only when exactly one variant with the fewest swaps (at most _MAX_SWAPS) makes every check digit
-    (document number and composite) valid. Two mod-10 checks still let about 1 in 100 wrong variants through,
-    so a document number misread in some other way can be "resolved" wrongly: `corrections` records it.
+    Accepted when exactly one variant with the fewest swaps (at most _MAX_SWAPS) makes every check digit
+    (document number and composite) valid. Several can: swapping O/0 at two positions with the same check weight
+    (7-3-1 repeats every 3 characters) changes both sums alike. Then the recogniser's per-character confidence
+    decides: the variant that changes the least confident characters wins, if no other ties with it. Two mod-10
+    checks still let about 1 in 100 wrong variants through, so a document number misread in some other way can be
+    "resolved" wrongly: `corrections` records every change.
     """
     row, start = (0, 5) if mrz_type == "TD1" else (1, 0)
     number = lines[row][start:start + 9]
+    row_scores = scores[row] if scores is not None and row < len(scores) else None
+    number_scores = row_scores[start:start + 9] if row_scores is not None else None
     positions = [i for i, c in enumerate(number) if c in _SWAP]
     if not positions or len(positions) > 9:
         return result
@@ -343,23 +373,32 @@ def _resolve_document_number(mrz_type: str, lines: list[str], result: MrzResult)
         fixed[row] = fixed[row][:start] + "".join(chars) + fixed[row][start + 9:]
         candidate = _PARSERS[mrz_type](fixed)
         if candidate.valid:
-            found.setdefault(swaps, []).append(candidate)
+            doubt = None if number_scores is None else sum(
+                1.0 - number_scores[i] for bit, i in enumerate(positions) if mask >> bit & 1)
+            found.setdefault(swaps, []).append((doubt, candidate))
     if not found:
         return result
     best = found[min(found)]
-    if len(best) != 1:
-        return result
-    chosen = best[0]
+    if len(best) > 1:
+        if any(doubt is None for doubt, _ in best):
+            return result
+        best = sorted(best, key=lambda pair: -pair[0])  # most doubted characters first
+        if best[0][0] - best[1][0] < _MIN_DOUBT_MARGIN:
+            return result
+    chosen = best[0][1]
     chosen.corrections = result.corrections + [f"document_number:{number}->{chosen.document_number}"]
     return chosen
 
 
-def parse_mrz(lines: Sequence[str], mrz_type: str | None = None) -> MrzResult:
+def parse_mrz(lines: Sequence[str], mrz_type: str | None = None,
+              scores: Sequence[Sequence[float] | None] | None = None) -> MrzResult:
     """Parse 2 or 3 MRZ lines (raw OCR text is fine). The type is inferred from line count and length.
 
-    Raises ValueError when the lines cannot be an MRZ of any type.
+    ``scores``: per line, the recogniser's per-character confidences (optional); they only break ties between
+    equally valid document-number corrections. Raises ValueError when the lines cannot be an MRZ of any type.
     """
-    norm = [normalise_mrz_text(x) for x in lines]
+    scored = [normalise_mrz_scored(x, None if scores is None else scores[i]) for i, x in enumerate(lines)]
+    norm = [text for text, _ in scored]
     types = [mrz_type] if mrz_type else [t for t, (n, _) in MRZ_SPECS.items() if n == len(norm)]
     if not types:
         raise ValueError(f"an MRZ has 2 or 3 lines, got {len(norm)}")
@@ -369,7 +408,8 @@ def parse_mrz(lines: Sequence[str], mrz_type: str | None = None) -> MrzResult:
         n, length = MRZ_SPECS[t]
         if len(norm) != n:
             continue
-        fitted = [_fit_length(x, length) for x in norm]
+        fitted_scored = [_fit_length(x, length, sc) for x, (_, sc) in zip(norm, scored)]
+        fitted = [x for x, _ in fitted_scored]
         if any(len(x) != length for x in fitted):
             continue
         try:
@@ -377,7 +417,7 @@ def parse_mrz(lines: Sequence[str], mrz_type: str | None = None) -> MrzResult:
         except ValueError:
             continue
         if not result.valid and not result.check_digits["document_number"]:
-            result = _resolve_document_number(t, fitted, result)
+            result = _resolve_document_number(t, fitted, result, [sc for _, sc in fitted_scored])
         # Rank by the share of check digits passed, then by how little the line lengths had to change.
         key = (sum(result.check_digits.values()) / len(result.check_digits),
                -sum(abs(len(a) - length) for a in norm))
@@ -393,13 +433,16 @@ def _looks_like_mrz(text: str) -> bool:
     return len(t) >= 20 and re.fullmatch(r"[A-Z0-9<]+", t) is not None and ("<" in t or len(t) >= 28)
 
 
-def find_mrz(texts: Sequence[str]) -> MrzResult | None:
+def find_mrz(texts: Sequence[str], scores: Sequence[Sequence[float] | None] | None = None) -> MrzResult | None:
     """Find the MRZ among text lines given in reading order (top to bottom); None when there is none.
 
     Tries every run of 2 or 3 consecutive MRZ-looking lines and keeps the parse with the most valid check
-    digits (ties: TD3 > TD2 > TD1 order of line-length fit).
+    digits (ties: TD3 > TD2 > TD1 order of line-length fit). ``scores``: per text, per-character confidences.
     """
-    cand = [normalise_mrz_text(t) for t in texts if _looks_like_mrz(t)]
+    picked = [normalise_mrz_scored(t, None if scores is None else scores[i])
+              for i, t in enumerate(texts) if _looks_like_mrz(t)]
+    cand = [text for text, _ in picked]
+    cand_scores = [sc for _, sc in picked]
     best: MrzResult | None = None
     best_key: tuple[int, float] | None = None
     for n in (3, 2):
@@ -414,7 +457,7 @@ def find_mrz(texts: Sequence[str]) -> MrzResult | None:
                 if misfit > length * 0.25:
                     continue
                 try:
-                    result = parse_mrz(window, t)
+                    result = parse_mrz(window, t, cand_scores[i:i + n])
                 except ValueError:
                     continue
                 score = sum(result.check_digits.values()) / len(result.check_digits)

@@ -293,7 +293,9 @@ def score_predictions(domain: str, records: Sequence[LabelRecord], preds: Sequen
     for item, lines, size in zip(per_image, preds, sizes):
         item["image_size"] = list(size)
         item["pred_lines"] = [{"text": ln.text, "confidence": round(float(ln.confidence), 4),
-                               "polygon": [[round(float(x), 1), round(float(y), 1)] for x, y in ln.polygon]}
+                               "polygon": [[round(float(x), 1), round(float(y), 1)] for x, y in ln.polygon],
+                               "char_confidences": [round(float(c), 4)
+                                                    for c in getattr(ln, "char_confidences", ())]}
                               for ln in lines]
     return DomainReport(domain, "", len(records), metrics, counts, per_image)
 
@@ -305,6 +307,7 @@ class SavedLine:
     text: str
     confidence: float
     polygon: list[tuple[float, float]]
+    char_confidences: tuple[float, ...] = ()  # absent in reports saved before they were recorded
 
 
 def rescore_saved(path: str | Path, data_dir: str | Path) -> dict[str, list[DomainReport]]:
@@ -319,7 +322,8 @@ def rescore_saved(path: str | Path, data_dir: str | Path) -> dict[str, list[Doma
             domain = rep["domain"]
             by_name = {r.image.name: r for r in load_labels(domain_dir(data_dir, domain))}
             items = rep["per_image"]
-            preds = [[SavedLine(x["text"], x["confidence"], [tuple(p) for p in x["polygon"]])
+            preds = [[SavedLine(x["text"], x["confidence"], [tuple(p) for p in x["polygon"]],
+                                tuple(x.get("char_confidences", ())))
                       for x in it["pred_lines"]] for it in items]
             report = score_predictions(domain, [by_name[it["image"]] for it in items], preds,
                                        [tuple(it["image_size"]) for it in items])
