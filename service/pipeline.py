@@ -14,7 +14,7 @@ per bucket shape and the recogniser across all crops of all requests:
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -130,8 +130,12 @@ class OcrPipeline:
         return cls(ModelBundle(model_dir), providers=providers, intra_threads=intra_threads, **kwargs)
 
     # ---- detection stages -------------------------------------------------------------------
-    def prepare_det(self, image: ImageLike) -> DetInput:
-        return prepare_det_input(to_bgr_array(image), self.det_config)
+    def prepare_det(self, image: ImageLike, det_limit: tuple[int, str] | None = None) -> DetInput:
+        """``det_limit``: (limit_side_len, limit_type) for this image instead of the bundle's (a profile's second
+        look at higher resolution)."""
+        config = self.det_config if det_limit is None else replace(
+            self.det_config, limit_side_len=det_limit[0], limit_type=det_limit[1])
+        return prepare_det_input(to_bgr_array(image), config)
 
     def run_det(self, inputs: Sequence[DetInput]) -> list[np.ndarray]:
         """Probability maps (cropped to each input's valid region); one ONNX call per bucket shape."""
@@ -165,8 +169,9 @@ class OcrPipeline:
     def crops(self, inp: DetInput, dets: Detections) -> list[np.ndarray]:
         return [crop_quad(inp.work, q) for q in dets.work_quads]
 
-    def detect(self, images: Sequence[ImageLike]) -> tuple[list[DetInput], list[Detections]]:
-        inputs = [self.prepare_det(img) for img in images]
+    def detect(self, images: Sequence[ImageLike], det_limit: tuple[int, str] | None = None
+               ) -> tuple[list[DetInput], list[Detections]]:
+        inputs = [self.prepare_det(img, det_limit) for img in images]
         probs = self.run_det(inputs)
         return inputs, [self.boxes(i, p) for i, p in zip(inputs, probs)]
 
@@ -203,8 +208,9 @@ class OcrPipeline:
         return lines
 
     # ---- end to end -------------------------------------------------------------------------
-    def read_batch(self, images: Sequence[ImageLike]) -> list[list[TextLine]]:
-        inputs, dets = self.detect(images)
+    def read_batch(self, images: Sequence[ImageLike], det_limit: tuple[int, str] | None = None
+                   ) -> list[list[TextLine]]:
+        inputs, dets = self.detect(images, det_limit)
         all_crops: list[np.ndarray] = []
         spans = []
         for inp, d in zip(inputs, dets):

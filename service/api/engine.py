@@ -44,7 +44,7 @@ from service.api.uploads import DecodedImage, UploadedFile, decode_image, total_
 from service.model_bundle import MANIFEST, sha256_file
 from service.runtime import CPU
 from service.pipeline import Detections, OcrPipeline, TextLine
-from service.profiles import PROFILES
+from service.profiles import PROFILES, Profile
 from service.vision.ctc import Decoded
 from service.vision.det_preprocess import DetInput, bucket_shape, det_resize_shape
 from service.vision.rec_preprocess import RecBatch, normalize_crop, resized_width, width_bucket
@@ -54,12 +54,9 @@ T = TypeVar("T")
 
 
 # ---------------------------------------------------------------- profiles
-FieldExtractor = Callable[[Sequence[TextLine], tuple[int, int]], dict[str, Any]]
-
-
-def load_profiles() -> dict[str, FieldExtractor]:
-    """Profile name -> ``extract_fields``, from the service.profiles registry."""
-    return {name: profile.extract_fields for name, profile in PROFILES.items()}
+def load_profiles() -> dict[str, Profile]:
+    """Profile name -> profile, from the service.profiles registry."""
+    return dict(PROFILES)
 
 
 def resolve_profile_dirs(settings: Settings, profiles: Sequence[str]) -> dict[str, Path]:
@@ -331,12 +328,14 @@ class ModelRunner:
                 await batcher.stop()
 
     # -- serving
-    async def read(self, image: DecodedImage, ticket: Admission | None = None) -> tuple[list[TextLine], float, float]:
-        """Lines of one image plus (det_ms, rec_ms); det/rec calls are shared with concurrent requests."""
+    async def read(self, image: DecodedImage, ticket: Admission | None = None,
+                   det_limit: tuple[int, str] | None = None) -> tuple[list[TextLine], float, float]:
+        """Lines of one image plus (det_ms, rec_ms); det/rec calls are shared with concurrent requests.
+        ``det_limit`` overrides the bundle's detector resolution (a profile's second look)."""
         pipeline, det, rec = self.pipeline, self.det, self.rec
         assert pipeline is not None and det is not None and rec is not None
         t0 = time.perf_counter()
-        inp = await asyncio.to_thread(pipeline.prepare_det, image.image)
+        inp = await asyncio.to_thread(pipeline.prepare_det, image.image, det_limit)
         prob = await det.submit(inp)
         dets = await asyncio.to_thread(pipeline.boxes, inp, prob)
         items = await asyncio.to_thread(self._rec_items, inp, dets)
@@ -372,8 +371,8 @@ class Engine:
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.extractors = load_profiles()
-        self.profiles = list(self.extractors)
+        self.profile_impls = load_profiles()
+        self.profiles = list(self.profile_impls)
         dirs = resolve_profile_dirs(settings, self.profiles)
         self._runners: dict[Path, ModelRunner] = {}
         self.by_profile: dict[str, ModelRunner] = {}
@@ -470,7 +469,7 @@ class Engine:
         self, files: Sequence[UploadedFile], profile: str, min_confidence: float, return_polygons: bool
     ) -> OcrResponse:
         runner = self.by_profile[profile]
-        extract = self.extractors[profile]
+        extract = self.profile_impls[profile]
         s = self.settings
         declared = await asyncio.to_thread(total_declared_pixels, list(files))
         if declared > s.max_request_pixels:
@@ -515,15 +514,28 @@ class Engine:
         return image, (time.perf_counter() - started) * 1000
 
     async def _one(
-        self, runner: ModelRunner, image: DecodedImage, decode_ms: float, extract: FieldExtractor,
+        self, runner: ModelRunner, image: DecodedImage, decode_ms: float, profile: Profile,
         min_confidence: float, return_polygons: bool, ticket: Admission | None = None,
     ) -> ImageResult:
         started = time.perf_counter()
         lines, det_ms, rec_ms = await runner.read(image, ticket)
         lines = [line for line in lines if line.confidence >= min_confidence]
         t_fields = time.perf_counter()
-        fields = await asyncio.to_thread(extract, lines, (image.width, image.height))
+        size = (image.width, image.height)
+        fields = await asyncio.to_thread(profile.extract_fields, lines, size)
         fields_ms = (time.perf_counter() - t_fields) * 1000
+        if profile.second_look_det_limit is not None and profile.wants_second_look(fields):
+            # Outside the admission ticket (already released for this image): at most one extra read per image.
+            lines2, det2_ms, rec2_ms = await runner.read(image, None, profile.second_look_det_limit)
+            lines2 = [line for line in lines2 if line.confidence >= min_confidence]
+            t_fields = time.perf_counter()
+            fields2 = await asyncio.to_thread(profile.extract_fields, lines2, size)
+            fields_ms += (time.perf_counter() - t_fields) * 1000
+            det_ms, rec_ms = det_ms + det2_ms, rec_ms + rec2_ms
+            self.metrics.second_looks.labels(profile=profile.name, kept=str(
+                profile.prefer_second_look(fields, fields2)).lower()).inc()
+            if profile.prefer_second_look(fields, fields2):
+                lines, fields = lines2, fields2
         return ImageResult(
             filename=image.filename,
             width=image.width,

@@ -41,6 +41,10 @@ class Metrics:
         self.images = Counter(
             "ocrnet_images", "Images processed, by profile and outcome.", ("profile", "outcome"), registry=self.registry
         )
+        self.second_looks = Counter(
+            "ocrnet_second_looks", "Images a profile read a second time at another detector resolution, and whether "
+            "the second read was kept.", ("profile", "kept"), registry=self.registry,
+        )
 
     def observe_batch(self, model: str, stage: str, size: int, seconds: float) -> None:
         self.batch_size.labels(model=model, stage=stage).observe(size)

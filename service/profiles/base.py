@@ -95,3 +95,15 @@ class Profile(ABC):
     def extract_fields(self, lines: Sequence[TextLineLike], image_size: tuple[int, int]) -> dict[str, Any]:
         """Fields as a JSON-serialisable dict (what the service puts in its response)."""
         return self.extract(lines, image_size).model_dump(mode="json")
+
+    # A second read of the same image with other detector limits, when the first found nothing usable. The
+    # service and the evaluation both honour it; None (the default) means one read is all a profile needs.
+    second_look_det_limit: ClassVar[tuple[int, str] | None] = None
+
+    def wants_second_look(self, fields: dict[str, Any]) -> bool:
+        """Whether the fields of the first read call for the second look (never when it is not configured)."""
+        return False
+
+    def prefer_second_look(self, first: dict[str, Any], second: dict[str, Any]) -> bool:
+        """Keep the second read's fields only when they are what the first lacked."""
+        return not self.wants_second_look(second)
