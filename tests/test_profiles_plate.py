@@ -114,3 +114,19 @@ def test_emblem_read_as_a_leading_letter_is_dropped_and_colon_kept_for_czech() -
     assert f["plate"] == "RK346AL"
     f = get_profile("plate").extract_fields([line("1B1:9839", 150, 200, 300, 240)], (425, 330))
     assert f["plate"] == "1B19839" and f["country_guess"] == "CZ"
+
+
+@pytest.mark.parametrize(("raw", "key", "display"), [("RK0565AV", "RK565AV", "RK-565AV"),
+                                                      ("RKO069AV", "RK069AV", "RK-069AV")])
+def test_separator_read_as_an_extra_o_or_0_is_dropped(raw: str, key: str, display: str) -> None:
+    """A hyphen or fixing bolt between the groups read as O/0: one character too many, exactly where a fixed
+    layout (here SK LL-DDDLL) has its separator, and the rest fits that layout without any fix."""
+    f = get_profile("plate").extract_fields([line(raw, 225, 201, 350, 235)], (576, 432))
+    assert (f["plate"], f["plate_display"], f["country_guess"]) == (key, display, "SK")
+
+
+@pytest.mark.parametrize("raw", ["6LSU2163", "4ASC7399", "RK-0565AV", "AB0C1234"])
+def test_extra_characters_elsewhere_are_not_dropped(raw: str) -> None:
+    """Only at a separator position, only O/0/I/1, only with no separator read: US plates of 8 characters stay."""
+    f = get_profile("plate").extract_fields([line(raw, 225, 201, 350, 235)], (576, 432))
+    assert f["plate"] == plate_key(raw)

@@ -185,6 +185,32 @@ def _drop_leading_glyph(raw: str) -> str | None:
     return rest if m is not None and m.layout != "generic" and m.fixes == 0 and m.country != "DE" else None
 
 
+# Glyphs a hyphen, a fixing bolt or the emblem between groups is read as.
+_SEPARATOR_GLYPHS = frozenset("O0I1")
+
+
+def _separator_read_as_glyph(raw: str) -> str | None:
+    """'RK0565AV' -> 'RK-565AV': a separator read as one extra O/0/I/1 where a fixed layout has its separator,
+    kept only when the rest is that layout without any fix (the generic pattern and German plates never)."""
+    key = plate_key(raw)
+    if len(_groups(raw)) > 1:
+        return None  # separators were read: nothing stands in for one
+    for fmt in PLATE_FORMATS:
+        if len(key) != len(fmt.slots) + 1:
+            continue
+        boundary = 0
+        for ch in fmt.layout:
+            if ch in "LDA":
+                boundary += 1
+                continue
+            if key[boundary] in _SEPARATOR_GLYPHS:
+                candidate = key[:boundary] + ch + key[boundary + 1:]
+                m = match_plate(candidate)
+                if m is not None and m.layout == fmt.layout and m.fixes == 0:
+                    return candidate
+    return None
+
+
 def _strip_band(raw: str) -> str | None:
     """'SK RK828AG' -> 'RK828AG' when the first token is an EU band / country code."""
     parts = raw.strip().split(maxsplit=1)
@@ -267,6 +293,9 @@ class PlateProfile(Profile):
             glyph = _drop_leading_glyph(cand.raw)
             if glyph:
                 variants.append((glyph, 0.05))
+            separator = _separator_read_as_glyph(cand.raw)
+            if separator:
+                variants.append((separator, 0.05))
             for raw, penalty in variants:
                 match = match_plate(raw)
                 if match is None:
