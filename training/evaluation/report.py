@@ -19,6 +19,7 @@ METRIC_DOCS: dict[str, str] = {
     "e2e_precision": "end to end: predicted lines matched (IoU>=0.5) with the exact label text",
     "e2e_recall": "end to end: label lines found (IoU>=0.5) with the exact text",
     "e2e_f1": "end to end line F1 (case-insensitive exact text)",
+    "e2e_recall_nospace": "e2e_recall with spaces ignored (labels space punctuation inconsistently)",
     "plate_exact": "picked plate == label (alphanumerics, upper-case)",
     "plate_exact_o0": "same with O and 0 treated as equal",
     "plate_cer": "CER of the picked plate vs the label",

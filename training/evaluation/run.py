@@ -152,6 +152,7 @@ def _score_receipts(records: list[LabelRecord], preds: list[list[TextLineLike]],
     field_hits: dict[str, list[int]] = {k: [] for k in ("company", "company_loose", "date", "date_iso",
                                                          "address", "address_loose", "total")}
     per_image = []
+    tp_nospace = 0  # the SROIE-style labels space punctuation inconsistently ('RM 65.20' / 'RM65.20')
     for r, lines, size in zip(records, preds, sizes):
         gts = [ln for ln in r.lines if ln.shape is not None]
         counts, pairs = det_counts([ln.polygon for ln in lines], [g.shape for g in gts])
@@ -161,6 +162,7 @@ def _score_receipts(records: list[LabelRecord], preds: list[list[TextLineLike]],
             p, g = normalise_text(lines[i].text), normalise_text(gts[j].text)
             rec.add(p, g)
             tp += p == g
+            tp_nospace += p.replace(" ", "") == g.replace(" ", "")
         e2e += PRCounts(tp, len(lines), len(gts))
         fields = profile.extract_fields(lines, size)
         lab = r.fields
@@ -185,6 +187,7 @@ def _score_receipts(records: list[LabelRecord], preds: list[list[TextLineLike]],
         "det_precision": det.precision, "det_recall": det.recall, "det_hmean": det.hmean,
         "rec_accuracy": rec.accuracy, "rec_cer": rec.cer,
         "e2e_precision": e2e.precision, "e2e_recall": e2e.recall, "e2e_f1": e2e.hmean,
+        "e2e_recall_nospace": ratio(tp_nospace, e2e.n_gt),
     }
     metrics.update({f"field_{k}": ratio(sum(v), len(v)) for k, v in field_hits.items()})
     counts = {"gt_lines": det.n_gt, "pred_lines": det.n_pred, "det_tp": det.tp, "e2e_tp": e2e.tp,
