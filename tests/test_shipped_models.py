@@ -27,3 +27,11 @@ def test_domain_recognizer_covers_the_domain_alphabets():
     for text in ("P<UTOERIKSSON<<ANNA<MARIA", "L898902C36UTO7408122F1204159ZE184226B<<<<<10",
                  "TOTAL RM 1,234.56", "12/03/2018", "ABC-1234"):
         assert set(text) <= set(classes[1:]), text
+
+
+def test_every_shipped_model_dir_has_a_card_with_its_command_and_metrics():
+    for manifest in sorted(MODELS.glob("*/model.json")):
+        card = manifest.parent / "MODEL_CARD.md"
+        assert card.is_file(), f"{manifest.parent.name} has no MODEL_CARD.md"
+        text = card.read_text(encoding="utf-8")
+        assert "## Command" in text and "## Metrics" in text and "python -m training" in text, card

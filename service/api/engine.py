@@ -507,6 +507,17 @@ class Engine:
             images=results,
         )
 
+    def _time_for_another_read(self, runner: ModelRunner, profile: str) -> bool:
+        """A second look only when the request's deadline leaves room for twice the expected wait of one more
+        image (its detector runs at higher resolution): the first answer beats a 504."""
+        deadline = request_deadline.get()
+        if deadline is None:
+            return True
+        fits = time.monotonic() + 2 * runner.expected_wait_s(1) < deadline
+        if not fits:
+            self.metrics.second_looks.labels(profile=profile, kept="skipped").inc()
+        return fits
+
     @staticmethod
     def _timed_decode(upload: UploadedFile, index: int, max_pixels: int) -> tuple[DecodedImage, float]:
         started = time.perf_counter()
@@ -524,7 +535,8 @@ class Engine:
         size = (image.width, image.height)
         fields = await asyncio.to_thread(profile.extract_fields, lines, size)
         fields_ms = (time.perf_counter() - t_fields) * 1000
-        if profile.second_look_det_limit is not None and profile.wants_second_look(fields):
+        if profile.second_look_det_limit is not None and profile.wants_second_look(fields) \
+                and self._time_for_another_read(runner, profile.name):
             # Outside the admission ticket (already released for this image): at most one extra read per image.
             lines2, det2_ms, rec2_ms = await runner.read(image, None, profile.second_look_det_limit)
             lines2 = [line for line in lines2 if line.confidence >= min_confidence]

@@ -42,8 +42,9 @@ class Metrics:
             "ocrnet_images", "Images processed, by profile and outcome.", ("profile", "outcome"), registry=self.registry
         )
         self.second_looks = Counter(
-            "ocrnet_second_looks", "Images a profile read a second time at another detector resolution, and whether "
-            "the second read was kept.", ("profile", "kept"), registry=self.registry,
+            "ocrnet_second_looks", "Images a profile asked to read a second time at another detector resolution; kept: "
+            "true / false (which read answered), skipped (no time left before the request deadline).",
+            ("profile", "kept"), registry=self.registry,
         )
 
     def observe_batch(self, model: str, stage: str, size: int, seconds: float) -> None:
