@@ -39,7 +39,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no images in {args.images}", file=sys.stderr)
         return 1
     images = [to_bgr_array(p.read_bytes())[:, :, ::-1] for p in files]  # RGB arrays, decode not timed
-    pipe = OcrPipeline.from_dir(args.model_dir, providers=args.providers, intra_threads=args.threads)
+    pipe = OcrPipeline.from_dir(args.model_dir, providers=args.providers, intra_threads=args.threads,
+                                det_batch_size=max(args.batch))
+    if pipe.static_shapes:  # accelerators: every det bucket of these images and every rec shape, as the service does
+        pipe.warm_up(sorted({pipe.prepare_det(img).bucket for img in images}))
     for img in images[: args.warmup]:
         pipe.read(img)
 

@@ -14,6 +14,7 @@ per bucket shape and the recogniser across all crops of all requests:
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
@@ -206,6 +207,30 @@ class OcrPipeline:
             poly = [(float(x), float(y)) for x, y in quad]
             lines.append(TextLine(d.text, d.confidence, poly, float(score), d.char_confidences))
         return lines
+
+    # ---- warm-up ------------------------------------------------------------------------------
+    def warm_up(self, det_shapes: Sequence[tuple[int, int]]) -> tuple[float, float]:
+        """Run every shape requests can produce once: each det shape (and, with static shapes, each padded batch
+        size), each rec width (likewise). Returns (slowest single-image det call, mean single-crop rec call) in
+        seconds. On CUDA the first call of a shape costs 0.5-3 s (see service.vision.static_shapes); after this
+        none does."""
+        det_s, rec_s = [], []
+        for h, w in det_shapes:
+            blank = DetInput(np.zeros((3, h, w), np.float32), (h, w), np.zeros((h, w, 3), np.uint8), 0, (1.0, 1.0),
+                             (h, w))
+            for size in self.det_batch_ladder or (1,):
+                started = time.perf_counter()
+                self.run_det([blank] * size)
+                if size == 1:
+                    det_s.append(time.perf_counter() - started)
+        for width in self.rec_width_buckets:
+            for size in self.rec_batch_ladder or (1,):
+                batch = RecBatch(np.zeros((size, 3, self.rec_height, width), np.float32), list(range(size)))
+                started = time.perf_counter()
+                self.decode([batch], [self.run_rec(batch)])
+                if size == 1:
+                    rec_s.append(time.perf_counter() - started)
+        return max(det_s, default=0.0), sum(rec_s) / max(len(rec_s), 1)
 
     # ---- end to end -------------------------------------------------------------------------
     def read_batch(self, images: Sequence[ImageLike], det_limit: tuple[int, str] | None = None

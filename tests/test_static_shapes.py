@@ -99,3 +99,8 @@ def test_service_warms_every_padded_shape(monkeypatch):
         r = client.post("/v1/ocr", files={"files": ("a.png", encode(square_doc()), "image/png")})
         assert r.status_code == 200, r.text
         assert [line["text"] for line in r.json()["images"][0]["lines"]] == list(BASE_TEXTS)
+
+
+def test_pipeline_warm_up_returns_single_item_times(static_pipeline):
+    det_s, rec_s = static_pipeline.warm_up([(64, 96)])
+    assert det_s > 0 and rec_s > 0

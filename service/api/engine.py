@@ -222,24 +222,9 @@ class ModelRunner:
         pipeline = self.pipeline
         assert pipeline is not None
         det_shapes = self.warmup_det_shapes()
-        det_s = []
-        for h, w in det_shapes:
-            blank = DetInput(np.zeros((3, h, w), np.float32), (h, w), np.zeros((h, w, 3), np.uint8), 0, (1.0, 1.0), (h, w))
-            for size in pipeline.det_batch_ladder or (1,):
-                t = time.perf_counter()
-                self._run_det([blank] * size)
-                if size == 1:
-                    det_s.append(time.perf_counter() - t)
-        rec_s = []
-        for bucket in pipeline.rec_width_buckets:
-            item = RecItem(np.zeros((3, pipeline.rec_height, bucket), np.float32), bucket)
-            for size in pipeline.rec_batch_ladder or (1,):
-                t = time.perf_counter()
-                self._run_rec([item] * size)
-                if size == 1:
-                    rec_s.append(time.perf_counter() - t)
+        det_s, rec_s = pipeline.warm_up(det_shapes)
         # first calls carry one-off initialisation: the largest det shape's time is a conservative det seed
-        self.warm_det_s, self.warm_rec_s = max(det_s), sum(rec_s) / len(rec_s)
+        self.warm_det_s, self.warm_rec_s = det_s, rec_s
         self.drain = DrainTimer(self.warm_det_s + self.crops_per_image * self.warm_rec_s)
         log.info("warmed up %s: det shapes %s x batches %s, rec widths %s x batches %s in %.2f s", self.name,
                  det_shapes, list(pipeline.det_batch_ladder or (1,)), list(pipeline.rec_width_buckets),
