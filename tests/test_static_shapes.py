@@ -92,8 +92,14 @@ def test_service_warms_every_padded_shape(monkeypatch):
         (runner,) = client.app.state.engine.runners
         pipeline = runner.pipeline
         assert pipeline.rec_batch_ladder == (1, 4, 16) and pipeline.det_batch_ladder == (1, 4)
-        (det_shape,) = runner.warmup_det_shapes()
-        assert {shape for kind, shape in seen if kind == "det"} == {(n, 3, *det_shape) for n in (1, 4)}
+        base_shape, second_look_shape = runner.warmup_det_shapes()  # this runner also serves the plate profile
+        from service.vision.det_preprocess import bucket_shape, det_resize_shape
+
+        # a 1280x720 frame at the plate profile's second-look limit (768x1280 with the GPU buckets)
+        assert second_look_shape == bucket_shape(*det_resize_shape(720, 1280, 1280, "max"),
+                                                 pipeline.det_config.buckets)
+        assert {shape for kind, shape in seen if kind == "det"} == {
+            (n, 3, *shape) for n in (1, 4) for shape in (base_shape, second_look_shape)}
         assert {shape for kind, shape in seen if kind == "rec"} == {
             (n, 3, pipeline.rec_height, w) for n in (1, 4, 16) for w in ACCELERATOR_WIDTH_BUCKETS}
         r = client.post("/v1/ocr", files={"files": ("a.png", encode(square_doc()), "image/png")})

@@ -209,11 +209,23 @@ class ModelRunner:
                  time.perf_counter() - started)
 
     def warmup_det_shapes(self) -> list[tuple[int, int]]:
+        """The settings' shapes; else the bundle's base bucket, plus (static shapes only, i.e. GPUs, where a cold
+        shape costs seconds) the bucket of a profile's second look at a 1280x720 photo, the usual camera frame."""
         if self.settings.warmup_det_shapes:
             return parse_shapes(self.settings.warmup_det_shapes)
-        cfg = self.pipeline.det_config  # type: ignore[union-attr]
+        pipeline = self.pipeline
+        assert pipeline is not None
+        cfg = pipeline.det_config
         side = det_resize_shape(cfg.limit_side_len, cfg.limit_side_len, cfg.limit_side_len, cfg.limit_type)
-        return [bucket_shape(*side, cfg.buckets)]
+        shapes = [bucket_shape(*side, cfg.buckets)]
+        if pipeline.static_shapes:
+            for name in self.profiles:
+                limit = PROFILES[name].second_look_det_limit
+                if limit is not None:
+                    shape = bucket_shape(*det_resize_shape(720, 1280, *limit), cfg.buckets)
+                    if shape not in shapes:
+                        shapes.append(shape)
+        return shapes
 
     def warm_up(self) -> None:
         """One model call per det warm-up shape and per rec width bucket, through the batch functions; with static
