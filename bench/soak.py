@@ -79,6 +79,8 @@ async def soak(url: str, proc: psutil.Process, variants: list[bytes], total: int
                 r = await client.post(f"{url}/v1/ocr", files=[("files", ("soak.jpg", data, "image/jpeg"))],
                                       data={"profile": profile})
                 code = str(r.status_code)
+                if r.status_code == 503:  # a polite client: without this, a closed loop turns into a 503 storm
+                    await asyncio.sleep(float(r.headers.get("Retry-After", "1")))
             except httpx.HTTPError as exc:
                 code = type(exc).__name__
             statuses[code] = statuses.get(code, 0) + 1
@@ -94,13 +96,18 @@ async def soak(url: str, proc: psutil.Process, variants: list[bytes], total: int
     return {"samples": samples, "statuses": statuses, "wall_s": round(time.perf_counter() - t0, 1)}
 
 
-def verdict(samples: list[tuple[int, float]], warmup: int, tolerance: float) -> dict:
-    """Flatness after warm-up: the end RSS may exceed the first post-warm-up sample by at most `tolerance`."""
+def verdict(samples: list[tuple[int, float]], warmup: int, tolerance: float, statuses: dict[str, int],
+            min_ok: float) -> dict:
+    """Flatness after warm-up: the end RSS may exceed the first post-warm-up sample by at most `tolerance`; and at
+    least `min_ok` of the answers must be 200, else the pipeline was not exercised and flat RSS proves nothing."""
     warm = next((mb for n, mb in samples if n >= warmup), samples[-1][1])
     end = samples[-1][1]
+    answered = sum(statuses.values())
+    ok_share = statuses.get("200", 0) / answered if answered else 0.0
     return {"start_mb": round(samples[0][1], 1), "warm_mb": round(warm, 1), "end_mb": round(end, 1),
             "max_mb": round(max(mb for _, mb in samples), 1), "tolerance": tolerance,
-            "passed": end <= warm * (1 + tolerance)}
+            "ok_share": round(ok_share, 4), "exercised": ok_share >= min_ok,
+            "passed": end <= warm * (1 + tolerance) and ok_share >= min_ok}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-side", type=int, default=160)
     ap.add_argument("--max-side", type=int, default=1600)
     ap.add_argument("--tolerance", type=float, default=0.2, help="allowed end/warm RSS growth (0.2 = 20%%)")
+    ap.add_argument("--min-ok", type=float, default=0.9, help="share of 200 answers below which the soak is invalid")
     ap.add_argument("--profile", default="generic")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=300.0)
@@ -129,10 +137,12 @@ def main(argv: list[str] | None = None) -> int:
                            args.profile, args.seed, args.timeout))
     report = {"machine": machine_description(), "commit": git_commit(), "url": args.url, "pid": pid,
               "requests": args.requests, "concurrency": args.concurrency, "warmup": warmup,
-              "sides": [args.min_side, args.max_side], **run, **verdict(run["samples"], warmup, args.tolerance)}
+              "sides": [args.min_side, args.max_side], **run,
+              **verdict(run["samples"], warmup, args.tolerance, run["statuses"], args.min_ok)}
     print(f"RSS start {report['start_mb']} MiB, after warm-up {report['warm_mb']} MiB, end {report['end_mb']} MiB, "
           f"max {report['max_mb']} MiB -> {'PASS' if report['passed'] else 'FAIL'} "
-          f"(end <= warm x {1 + args.tolerance:.2f}); statuses {report['statuses']}")
+          f"(end <= warm x {1 + args.tolerance:.2f}, {report['ok_share']:.1%} answered 200, need {args.min_ok:.0%}); "
+          f"statuses {report['statuses']}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=2))

@@ -314,3 +314,22 @@ def test_load_bench_reads_batches(entrypoint_server: str) -> None:
         assert det["calls"] >= 1 and 1 <= det["mean_size"] <= 2
         assert sum(det["buckets"].values()) == det["calls"]
     assert "| 1 | 2 |" in load.to_markdown(report)
+
+
+@pytest.mark.slow
+def test_soak_bench_samples_rss_and_refuses_a_soak_of_refusals(entrypoint_server: str) -> None:
+    """bench/soak.py against the live server; a run where few answers were 200 is not a pass, however flat RSS is."""
+    sys.path.insert(0, str(REPO / "bench"))
+    import asyncio
+
+    import psutil
+    import soak
+
+    pid = soak.find_server_pid(int(entrypoint_server.rsplit(":", 1)[1]))
+    variants = [text_image("SOAK 1"), text_image("SOAK 22")]
+    run = asyncio.run(soak.soak(entrypoint_server, psutil.Process(pid), variants, total=4, concurrency=2, every=2,
+                                warmup=2, profile="generic", seed=0, timeout_s=180))
+    assert run["statuses"] == {"200": 4} and [n for n, _ in run["samples"]][:1] == [0]
+    assert soak.verdict(run["samples"], 2, 10.0, run["statuses"], 0.9)["passed"]
+    refused = soak.verdict(run["samples"], 2, 10.0, {"200": 24, "503": 4976}, 0.9)
+    assert refused["ok_share"] == 0.0048 and not refused["exercised"] and not refused["passed"]
