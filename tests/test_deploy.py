@@ -325,7 +325,9 @@ def test_soak_bench_samples_rss_and_refuses_a_soak_of_refusals(entrypoint_server
     import psutil
     import soak
 
-    pid = soak.find_server_pid(int(entrypoint_server.rsplit(":", 1)[1]))
+    port = entrypoint_server.rsplit(":", 1)[1]
+    (server,) = [c for c in psutil.Process().children(recursive=True) if port in " ".join(c.cmdline())]
+    pid = server.pid  # the fixture's child, found without socket listings (they may need privileges)
     variants = [text_image("SOAK 1"), text_image("SOAK 22")]
     run = asyncio.run(soak.soak(entrypoint_server, psutil.Process(pid), variants, total=4, concurrency=2, every=2,
                                 warmup=2, profile="generic", seed=0, timeout_s=180))
