@@ -53,6 +53,14 @@ def ready_client(timeout_s: float = 60.0, **overrides) -> Iterator[TestClient]:
         yield client
 
 
+def wait_until(predicate, timeout_s: float = 120.0) -> None:
+    """Poll ``predicate`` every 10 ms until it holds; fail the test after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.01)
+
+
 def metric_samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
     """All samples with this exact sample name (e.g. ``ocrnet_batch_size_count``)."""
     out = []

@@ -41,3 +41,11 @@ def base_pipeline(base_model_dir: Path):
     from service.pipeline import OcrPipeline
 
     return OcrPipeline.from_dir(base_model_dir, providers=["cpu"], intra_threads=2)
+
+
+@pytest.fixture(scope="module")
+def doc_png() -> bytes:
+    """The API tests' square page (api_support.BASE_TEXTS) as PNG bytes."""
+    from api_support import encode, square_doc
+
+    return encode(square_doc())

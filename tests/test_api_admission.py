@@ -12,14 +12,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from api_support import (
-    BASE_TEXTS,
-    assert_error,
-    encode,
-    metric_value,
-    ready_client,
-    square_doc,
-)
+from api_support import BASE_TEXTS, assert_error, metric_value, ready_client, wait_until
 
 from service.api.batching import MicroBatcher
 from service.api.disconnect import unless_disconnected
@@ -32,18 +25,6 @@ ITEM_S, TIMEOUT_S = 12.0, 60.0
 def client(base_model_dir):
     with ready_client(model_dir=base_model_dir, request_timeout_s=TIMEOUT_S, admission_budget=0.8) as c:
         yield c
-
-
-@pytest.fixture(scope="module")
-def doc_png() -> bytes:
-    return encode(square_doc())
-
-
-def wait_until(predicate, timeout_s: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.01)
 
 
 def post(client, png: bytes):

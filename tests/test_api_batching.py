@@ -5,12 +5,11 @@ are exact rather than timing luck.
 """
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from api_support import BASE_TEXTS, assert_error, encode, metric_value, ready_client, square_doc
+from api_support import BASE_TEXTS, assert_error, metric_value, ready_client, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -20,18 +19,6 @@ def client(base_model_dir):
     with ready_client(model_dir=base_model_dir, max_batch_size=4, max_queue=4, max_delay_ms=5,
                       admission_control=False) as c:
         yield c
-
-
-@pytest.fixture(scope="module")
-def doc_png() -> bytes:
-    return encode(square_doc())
-
-
-def wait_until(predicate, timeout_s: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.01)
 
 
 def batch_stats(client, stage: str) -> tuple[float, float]:

@@ -18,11 +18,6 @@ def client(base_model_dir):
         yield c
 
 
-@pytest.fixture(scope="module")
-def doc_png() -> bytes:
-    return encode(square_doc())
-
-
 def test_ocr_reads_rendered_text_with_request_id_and_no_text_in_logs(client, doc_png):
     records: list[logging.LogRecord] = []
     handler = logging.Handler()
