@@ -87,14 +87,9 @@ def ocrnet_engine(model_dir: Path, threads: int, second_look: bool = True) -> Ca
 
     def run(data: bytes) -> list[Line]:
         lines = lines_of(data)
-        limit = profile.second_look_det_limit
-        if second_look and limit is not None:
-            size = image_size(data)
-            first = profile.extract_fields(lines, size)
-            if profile.wants_second_look(first):
-                again = lines_of(data, limit)
-                if profile.prefer_second_look(first, profile.extract_fields(again, size)):
-                    lines = again
+        if second_look:
+            chosen, _ = profile.with_second_look(lines, image_size(data), lambda limit: lines_of(data, limit))
+            lines = list(chosen)
         return lines
 
     return run

@@ -23,7 +23,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Callable, TypeVar
 
 import numpy as np
 
@@ -541,9 +541,9 @@ class Engine:
             fields2 = await asyncio.to_thread(profile.extract_fields, lines2, size)
             fields_ms += (time.perf_counter() - t_fields) * 1000
             det_ms, rec_ms = det_ms + det2_ms, rec_ms + rec2_ms
-            self.metrics.second_looks.labels(profile=profile.name, kept=str(
-                profile.prefer_second_look(fields, fields2)).lower()).inc()
-            if profile.prefer_second_look(fields, fields2):
+            keep = profile.prefer_second_look(fields, fields2)
+            self.metrics.second_looks.labels(profile=profile.name, kept=str(keep).lower()).inc()
+            if keep:
                 lines, fields = lines2, fields2
         return ImageResult(
             filename=image.filename,

@@ -7,7 +7,7 @@ doubles, ground-truth lines in evaluation), so they never depend on the pipeline
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -107,3 +107,18 @@ class Profile(ABC):
     def prefer_second_look(self, first: dict[str, Any], second: dict[str, Any]) -> bool:
         """Keep the second read's fields only when they are what the first lacked."""
         return not self.wants_second_look(second)
+
+    def with_second_look(self, lines: Sequence[TextLineLike], image_size: tuple[int, int],
+                         read_at: Callable[[tuple[int, str]], Sequence[TextLineLike]]
+                         ) -> tuple[Sequence[TextLineLike], bool]:
+        """The lines to answer with, and whether the image was read again: ``read_at(det_limit)`` reads it at the
+        second look's detector limits when the first read's fields call for it. For synchronous callers (the
+        evaluation, bench/); the service's engine applies the same three steps around its async batchers."""
+        limit = self.second_look_det_limit
+        if limit is None:
+            return lines, False
+        first = self.extract_fields(lines, image_size)
+        if not self.wants_second_look(first):
+            return lines, False
+        again = read_at(limit)
+        return (again if self.prefer_second_look(first, self.extract_fields(again, image_size)) else lines), True

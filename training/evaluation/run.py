@@ -259,13 +259,13 @@ def _second_looks(reader: Reader, domain: str, images: Sequence[bytes], preds: l
         return 0
     again = 0
     for i, (lines, size) in enumerate(zip(preds, sizes)):
-        first = profile.extract_fields(lines, size)
-        if not profile.wants_second_look(first):
-            continue
-        again += 1
-        second_lines = reader.read_batch([images[i]], det_limit=profile.second_look_det_limit)[0]  # type: ignore[call-arg]
-        if profile.prefer_second_look(first, profile.extract_fields(second_lines, size)):
-            preds[i] = second_lines
+        def read_at(limit: tuple[int, str], image: bytes = images[i]) -> list[TextLineLike]:
+            return reader.read_batch([image], det_limit=limit)[0]  # type: ignore[call-arg]
+
+        chosen, looked = profile.with_second_look(lines, size, read_at)
+        if chosen is not lines:
+            preds[i] = list(chosen)
+        again += looked
     return again
 
 
