@@ -466,7 +466,7 @@ class Engine:
         self, files: Sequence[UploadedFile], profile: str, min_confidence: float, return_polygons: bool
     ) -> OcrResponse:
         runner = self.by_profile[profile]
-        extract = self.profile_impls[profile]
+        profile_impl = self.profile_impls[profile]
         s = self.settings
         declared = await asyncio.to_thread(total_declared_pixels, list(files))
         if declared > s.max_request_pixels:
@@ -481,7 +481,7 @@ class Engine:
                         [asyncio.to_thread(self._timed_decode, f, i, s.max_pixels) for i, f in enumerate(files)]
                     )
                     results = await _all_or_nothing(
-                        [self._one(runner, image, ms, extract, min_confidence, return_polygons, ticket)
+                        [self._one(runner, image, ms, profile_impl, min_confidence, return_polygons, ticket)
                          for image, ms in images]
                     )
         except (TimeoutError, DeadlineMissedError):
