@@ -3,6 +3,7 @@
 Separates model/provider cost from pipeline cost (pre/post-processing, batching) when a device looks slow:
 
     python bench/session_timing.py --model-dir models/base --providers cuda cpu
+    python bench/session_timing.py --models det.onnx det_int8.onnx --repeats 10   # float vs int8 detector on CPU
 """
 from __future__ import annotations
 
@@ -44,8 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--providers", nargs="*", default=["cpu"])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--models", nargs="+", default=["det.onnx", "rec.onnx"],
+                    help="files in --model-dir; names starting with det get detector shapes, others rec shapes")
     args = ap.parse_args(argv)
-    for model, shapes in (("det.onnx", DET_SHAPES), ("rec.onnx", REC_SHAPES)):
+    for model in args.models:
+        shapes = DET_SHAPES if model.startswith("det") else REC_SHAPES
         sess, used = create_session(args.model_dir / model, args.providers, intra_threads=args.threads)
         print(f"{model} on {used}")
         for shape in shapes:

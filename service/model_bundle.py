@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.runtime import CPU
 from service.vision.charset import load_charset
+from service.vision.det_preprocess import DetPreprocessConfig
 
 MANIFEST = "model.json"
 
@@ -21,6 +24,9 @@ class ModelManifest(BaseModel):
     name: str
     version: str
     det: str = "det.onnx"
+    det_cpu: str | None = Field(
+        None, description="detector used when only the CPU provider runs (an int8 copy of `det` made by "
+                          "`ocrnet quantize`); accelerators always use `det`")
     rec: str = "rec.onnx"
     charset: str = "charset.json"
     rec_height: int = 48
@@ -42,6 +48,12 @@ class ModelManifest(BaseModel):
     text_score: float = Field(0.5, description="lines whose recognition confidence is below this are dropped")
     source: str | None = None
 
+    def det_preprocess(self, buckets: tuple[int, ...] = ()) -> DetPreprocessConfig:
+        """The detector input settings this manifest asks for (``buckets``: pad-to shapes, () = exact)."""
+        return DetPreprocessConfig(limit_side_len=self.det_limit_side, limit_type=self.det_limit_type,
+                                   max_side_len=self.det_max_side, mean=self.det_mean, std=self.det_std,
+                                   max_upscale=self.det_max_upscale, buckets=buckets)
+
 
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
@@ -61,9 +73,11 @@ class ModelBundle:
             raise FileNotFoundError(f"no {MANIFEST} in {self.root}")
         self.manifest = ModelManifest.model_validate_json(manifest_path.read_text(encoding="utf-8"))
         self.det_path = (self.root / self.manifest.det).resolve()
+        self.det_cpu_path = (self.root / self.manifest.det_cpu).resolve() if self.manifest.det_cpu else None
         self.rec_path = (self.root / self.manifest.rec).resolve()
         self.charset_path = (self.root / self.manifest.charset).resolve()
-        missing = [str(p) for p in (self.det_path, self.rec_path, self.charset_path) if not p.is_file()]
+        files = (self.det_path, self.rec_path, self.charset_path) + ((self.det_cpu_path,) if self.det_cpu_path else ())
+        missing = [str(p) for p in files if not p.is_file()]
         if missing:
             raise FileNotFoundError(f"{manifest_path}: missing files {missing}")
 
@@ -80,10 +94,17 @@ class ModelBundle:
         """CTC class table, blank at index 0."""
         return load_charset(self.charset_path)
 
+    def det_path_for(self, providers: Sequence[str]) -> Path:
+        """The detector file for these providers: `det_cpu` when the CPU is the only one and the bundle has it."""
+        return self.det_cpu_path if self.det_cpu_path is not None and list(providers) == [CPU] else self.det_path
+
     @cached_property
     def sha256(self) -> dict[str, str]:
         """SHA-256 of det/rec ONNX files (computed once, lazily: the files are ~10-20 MB)."""
-        return {"det": sha256_file(self.det_path), "rec": sha256_file(self.rec_path)}
+        digests = {"det": sha256_file(self.det_path), "rec": sha256_file(self.rec_path)}
+        if self.det_cpu_path is not None:
+            digests["det_cpu"] = sha256_file(self.det_cpu_path)
+        return digests
 
 
 def load_bundle(root: str | Path) -> ModelBundle:

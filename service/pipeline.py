@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from service.model_bundle import ModelBundle
-from service.runtime import CPU, shared_session
+from service.runtime import CPU, resolve_providers, shared_session
 from service.vision.crop import crop_quad, crop_size, reading_order
 from service.vision.ctc import Decoded, ctc_greedy_decode
 from service.vision.db_postprocess import DBConfig, db_boxes
@@ -89,7 +89,8 @@ class OcrPipeline:
         self.rec_height = m.rec_height
         kw = dict(providers=providers, intra_threads=intra_threads, inter_threads=inter_threads,
                   trt_cache_dir=trt_cache_dir, cpu_mem_arena=cpu_mem_arena)
-        self.det_session, self.det_providers = shared_session(bundle.det_path, **kw)
+        self.det_path = bundle.det_path_for(resolve_providers(providers))  # int8 det_cpu on CPU-only
+        self.det_session, self.det_providers = shared_session(self.det_path, **kw)
         self.rec_session, self.rec_providers = shared_session(bundle.rec_path, **kw)
         on_accelerator = self.det_providers[0] != CPU or self.rec_providers[0] != CPU
         self.static_shapes = on_accelerator if static_shapes is None else static_shapes
@@ -99,10 +100,7 @@ class OcrPipeline:
         self.det_batch_ladder: tuple[int, ...] = ()
         self.rec_batch_ladder: tuple[int, ...] = ()
         self.set_batch_limits(det_batch_size, rec_batch_size)
-        self.det_config = det_config or DetPreprocessConfig(
-            limit_side_len=m.det_limit_side, limit_type=m.det_limit_type, max_side_len=m.det_max_side,
-            mean=m.det_mean, std=m.det_std, max_upscale=m.det_max_upscale,
-            buckets=self._det_buckets(m.det_buckets, self.det_providers))
+        self.det_config = det_config or m.det_preprocess(self._det_buckets(m.det_buckets, self.det_providers))
         self.rec_min_side = m.rec_min_side
         self._det_in = self.det_session.get_inputs()[0].name
         self._rec_in = self.rec_session.get_inputs()[0].name

@@ -58,3 +58,16 @@ def test_repo_plate_bundle_reuses_shared_networks():
     b = ModelBundle(repo_models / "plate")
     assert b.det_path.parent.name == "base"  # no second copy of the detector
     assert b.manifest.det_limit_type == "max" and b.rec_path.is_file() and b.charset_path.is_file()
+
+
+def test_cpu_only_hosts_get_the_int8_detector_accelerators_the_float_one(tmp_path):
+    root = _write_bundle(tmp_path / "q", det_cpu="det_int8.onnx")
+    with pytest.raises(FileNotFoundError, match="det_int8.onnx"):
+        ModelBundle(root)
+    (root / "det_int8.onnx").write_bytes(b"int8-bytes")
+    b = ModelBundle(root)
+    assert b.det_path_for(["CPUExecutionProvider"]) == root.resolve() / "det_int8.onnx"
+    assert b.det_path_for(["CUDAExecutionProvider", "CPUExecutionProvider"]) == root.resolve() / "det.onnx"
+    assert b.sha256["det_cpu"] == hashlib.sha256(b"int8-bytes").hexdigest()
+    plain = ModelBundle(_write_bundle(tmp_path / "f"))
+    assert plain.det_path_for(["CPUExecutionProvider"]) == plain.det_path and "det_cpu" not in plain.sha256

@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("training.evaluation.run:main_evaluate",
                  "evaluate model dirs end to end through the service pipeline, per domain"),
     "sweep": ("training.sweep:main", "small hyperparameter sweep over a finetune config"),
+    "quantize": ("training.quantize:main", "int8 copy of a detector for CPU serving, calibrated on synthetic pages"),
 }
 
 

@@ -105,7 +105,8 @@ class ModelInfo(BaseModel):
     version: str
     path: str = Field(..., description="Model bundle directory.")
     profiles: list[str] = Field(..., description="Profiles served by this model.")
-    sha256: dict[str, str] = Field(..., description="SHA-256 of det/rec ONNX files and the charset.")
+    sha256: dict[str, str] = Field(..., description="SHA-256 of det/rec ONNX files (det_cpu: the int8 detector "
+                                                    "used on CPU-only hosts) and the charset.")
     providers: list[str] = Field(..., description="onnxruntime providers obtained (first = used).")
 
 
