@@ -15,16 +15,16 @@ from pathlib import Path
 
 import numpy as np
 
-from training.export import onnx_max_abs_diff, store_weights_fp16
+from training.export import onnx_max_abs_diff, store_weights_fp16, store_weights_int8
 from training.model_dir import ModelCard, write_manifest
 
 
-def _place_onnx(src: Path, dst: Path, fp16: bool) -> float:
-    """Copy (or fp16-store) one ONNX file; returns max |dst - src| on a probe input (0 for a copy)."""
-    if not fp16:
+def _place_onnx(src: Path, dst: Path, weights: str) -> float:
+    """Copy (or fp16-/int8-store) one ONNX file; returns max |dst - src| on a probe input (0 for a copy)."""
+    if weights == "fp32":
         shutil.copyfile(src, dst)
         return 0.0
-    store_weights_fp16(src, dst)
+    (store_weights_fp16 if weights == "fp16" else store_weights_int8)(src, dst)
     probe = (np.random.default_rng(0).uniform(-1, 1, (2, 3, 48, 320)) if dst.stem == "rec"
              else np.random.default_rng(0).standard_normal((1, 3, 320, 480))).astype(np.float32)
     return onnx_max_abs_diff(dst, None, [probe], reference_onnx=src)
@@ -75,7 +75,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--det", default="../base/det.onnx", help="detector path relative to --out when the run is rec")
     ap.add_argument("--rec", default="../base/rec.onnx", help="recognizer path relative to --out when the run is det")
     ap.add_argument("--charset", default="../base/charset.json", help="charset when the run is det")
-    ap.add_argument("--fp16-weights", action="store_true", help="store weights as fp16 (half size, fp32 compute)")
+    stored = ap.add_mutually_exclusive_group()
+    stored.add_argument("--fp16-weights", action="store_const", dest="weights", const="fp16", default="fp32",
+                        help="store weights as fp16 (half size, fp32 compute)")
+    stored.add_argument("--int8-weights", action="store_const", dest="weights", const="int8",
+                        help="store Conv/MatMul weights as per-channel int8 (quarter size, fp32 compute)")
     ap.add_argument("--metrics-md", type=Path, help="markdown with the evaluation to put in the card")
     ap.add_argument("--fact", action="append", default=[], metavar="KEY=VALUE", help="extra card facts")
     ap.add_argument("--command", default="", help="the commands that produced the run, for the card")
@@ -87,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         export_checkpoint(args.checkpoint, args.run / "export")
     args.out.mkdir(parents=True, exist_ok=True)
     src = args.run / "export" / f"{task}.onnx"
-    diff = _place_onnx(src, args.out / f"{task}.onnx", args.fp16_weights)
+    diff = _place_onnx(src, args.out / f"{task}.onnx", args.weights)
     if task == "rec":
         shutil.copyfile(args.run / "export" / "charset.json", args.out / "charset.json")
         paths = {"det": args.det, "rec": "rec.onnx", "charset": "charset.json"}
@@ -97,8 +101,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    **paths)
     facts = dict(kv.split("=", 1) for kv in args.fact)
     facts["task"] = task
-    if args.fp16_weights:
-        facts["weights"] = f"stored as fp16, computed in fp32 (max |Δ| vs fp32 export on a probe: {diff:.1e})"
+    if args.weights != "fp32":
+        facts["weights"] = (f"stored as {args.weights}, computed in fp32 (max |Δ| vs fp32 export on a probe: "
+                            f"{diff:.1e})")
     transfer = {k: v for k, v in config["transfer"].items() if v not in (None, False, 0, 0.0, "")}
     card = ModelCard(
         title=f"OCRNet {name} ({task})",
