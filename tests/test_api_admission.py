@@ -23,7 +23,9 @@ ITEM_S, TIMEOUT_S = 12.0, 60.0
 
 @pytest.fixture(scope="module")
 def client(base_model_dir):
-    with ready_client(model_dir=base_model_dir, request_timeout_s=TIMEOUT_S, admission_budget=0.8) as c:
+    # one lane: the arithmetic below (queued images x ITEM_S) is that of one model call at a time
+    with ready_client(model_dir=base_model_dir, request_timeout_s=TIMEOUT_S, admission_budget=0.8,
+                      inference_lanes=1) as c:
         yield c
 
 

@@ -31,6 +31,13 @@ def post(client, png: bytes):
     return client.post("/v1/ocr", files=[("files", ("doc.png", png, "image/png"))])
 
 
+def test_cpu_default_is_two_lanes_on_one_shared_pool(client):
+    runner = client.app.state.engine.by_profile["generic"]
+    assert runner.det.lanes == runner.rec.lanes == 2
+    assert runner.det._executor is runner.rec._executor and runner.det._executor._max_workers == 2
+    assert runner.det.drain_seconds_per_item == pytest.approx(runner.det.item_seconds / 2)
+
+
 def test_concurrent_requests_share_det_and_rec_batches(client, doc_png):
     runner = client.app.state.engine.by_profile["generic"]
     det_before, rec_before = batch_stats(client, "det"), batch_stats(client, "rec")

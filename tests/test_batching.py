@@ -202,3 +202,46 @@ def test_shared_executor_never_runs_two_stages_at_once():
 
     asyncio.run(main())
     assert peak[0] == 1
+
+
+def test_lanes_run_batches_side_by_side_within_the_shared_pool():
+    from concurrent.futures import ThreadPoolExecutor
+
+    active, peak = [0], [0]
+    lock = threading.Lock()
+    both_running = threading.Barrier(2, timeout=5)  # passes only if two calls of one stage overlap
+
+    def run_det(items):
+        both_running.wait()
+        return items
+
+    def run_rec(items):
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.01)
+        with lock:
+            active[0] -= 1
+        return items
+
+    async def main():
+        det = make(run_det, max_batch_size=1, lanes=2)
+        det.start()
+        assert await asyncio.gather(det.submit(1), det.submit(2)) == [1, 2]
+        await det.stop()
+        shared = ThreadPoolExecutor(max_workers=2)
+        a, b = make(run_rec, executor=shared, lanes=2), make(run_rec, executor=shared, lanes=2)
+        a.start()
+        b.start()
+        await asyncio.gather(*(a.submit(i) for i in range(8)), *(b.submit(i) for i in range(8)))
+        await a.stop()
+        await b.stop()
+        shared.shutdown()
+        return det
+
+    det = asyncio.run(main())
+    assert peak[0] == 2  # four lanes, but never more calls at once than the pool's two threads
+    det.service_time.value = 0.3
+    assert det.drain_seconds_per_item == pytest.approx(0.15)
+    with pytest.raises(ValueError):
+        make(run_det, lanes=0)

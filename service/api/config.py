@@ -78,8 +78,14 @@ class Settings(BaseSettings):
     )
     shared_executor: bool | None = Field(
         None,
-        description="Run det and rec model calls on one shared inference thread. Unset: on when every session is "
-        "CPU-only (two stages x intra_threads on the same cores would oversubscribe them), off on GPU.",
+        description="Run det and rec model calls on one shared pool of inference_lanes threads. Unset: on when every "
+        "session is CPU-only (each stage with its own threads would oversubscribe the cores), off on GPU.",
+    )
+    inference_lanes: int | None = Field(
+        None, ge=1, le=16,
+        description="Model calls each stage (det, rec) may have running at once. Unset: 2 when every session is "
+        "CPU-only (two calls side by side use the cores better than one spread over all of them; a lone request "
+        "still gets every intra-op thread), 1 on GPU.",
     )
     cpu_mem_arena: bool = Field(
         False,

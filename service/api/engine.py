@@ -87,6 +87,10 @@ def parse_shapes(specs: Sequence[str]) -> list[tuple[int, int]]:
 # Batch defaults by device when the settings leave them unset: (det images, rec crops).
 CPU_BATCH = (1, 32)
 GPU_BATCH = (8, 128)
+# Model calls in flight at once per stage on CPU-only hosts when the settings leave it unset. Two: plate profile
+# on the 2-core box, 1 vs 32 clients, 2.71 vs 4.81 images/s with two lanes (2.83 vs 3.26 with one); see
+# bench/results/load_cpu_plate_lanes2.md.
+CPU_LANES = 2
 
 
 class OverloadedError(Exception):
@@ -262,25 +266,26 @@ class ModelRunner:
             items.append(RecItem(normalize_crop(crop, bucket, height), bucket))
         return items
 
-    def start(self, executor: Executor | None = None) -> None:
-        """Start both batchers; ``executor``: one inference thread shared with other stages (CPU), else one each."""
+    def start(self, executor: Executor | None = None, lanes: int = 1) -> None:
+        """Start both batchers; ``executor``: inference threads shared with other stages (CPU), else each stage's
+        own; ``lanes``: model calls each stage may have in flight at once."""
         s = self.settings
         det_batch, rec_batch = self.batch_sizes()
         rec_delay_ms = s.max_delay_ms if s.rec_max_delay_ms is None else s.rec_max_delay_ms
         self.det = MicroBatcher(
             "det", self.name, self._run_det, bucket_of=lambda inp: inp.bucket, max_batch_size=det_batch,
             max_delay_s=s.max_delay_ms / 1000, max_queue=s.max_queue, metrics=self.metrics, executor=executor,
-            initial_item_s=self.warm_det_s,
+            initial_item_s=self.warm_det_s, lanes=lanes,
         )
         self.rec = MicroBatcher(
             "rec", self.name, self._run_rec, bucket_of=lambda item: item.bucket, max_batch_size=rec_batch,
             max_delay_s=rec_delay_ms / 1000, max_queue=s.rec_max_queue, metrics=self.metrics, executor=executor,
-            initial_item_s=self.warm_rec_s,
+            initial_item_s=self.warm_rec_s, lanes=lanes,
         )
         self.det.start()
         self.rec.start()
-        log.info("%s: det batch %d, rec batch %d, %s inference thread", self.name, det_batch, rec_batch,
-                 "shared" if executor is not None else "per-stage")
+        log.info("%s: det batch %d, rec batch %d, %d lane(s), %s inference threads", self.name, det_batch,
+                 rec_batch, lanes, "shared" if executor is not None else "per-stage")
 
     # -- admission control
     def expected_wait_s(self, images: int) -> float:
@@ -290,8 +295,8 @@ class ModelRunner:
         completions, which also counts host pre/post-processing and CPU taken by other processes)."""
         det, rec = self.det, self.rec
         assert det is not None and rec is not None
-        per_image = det.item_seconds + self.crops_per_image * rec.item_seconds
-        stages = (self.upstream + images) * per_image + (rec.depth + rec.running) * rec.item_seconds
+        per_image = det.drain_seconds_per_item + self.crops_per_image * rec.drain_seconds_per_item
+        stages = (self.upstream + images) * per_image + (rec.depth + rec.running) * rec.drain_seconds_per_item
         wait = max(stages, (self.drain.in_flight + images) * self.drain.seconds)
         self.metrics.expected_wait.labels(model=self.name).set(wait)
         return wait
@@ -403,13 +408,13 @@ class Engine:
                 await asyncio.to_thread(runner.load)
                 if self.settings.warmup:
                     await asyncio.to_thread(runner.warm_up)
-            shared = self.settings.shared_executor
-            if shared is None:
-                shared = all(runner.on_cpu for runner in self.runners)
-            if shared:  # one inference thread for every session: calls never compete for the same cores
-                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ocrnet-inference")
+            on_cpu = all(runner.on_cpu for runner in self.runners)
+            shared = on_cpu if self.settings.shared_executor is None else self.settings.shared_executor
+            lanes = self.settings.inference_lanes or (CPU_LANES if on_cpu else 1)
+            if shared:  # one pool for every session: at most `lanes` model calls compete for the cores
+                self._executor = ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="ocrnet-inference")
             for runner in self.runners:
-                runner.start(self._executor)
+                runner.start(self._executor, lanes)
         except Exception as exc:
             # What an operator expects: the process stays alive (liveness 200, no crash loop), /readyz says 503,
             # and the log carries one line naming the bundle and file; the traceback only at DEBUG.
