@@ -43,6 +43,7 @@ def test_shipped_domain_bundles_detect_with_the_int8_copy_of_the_base_detector_o
 
 def test_pipeline_on_cpu_loads_the_int8_detector_and_reads_a_plate():
     from rendering import render_text_line
+
     from service.pipeline import OcrPipeline
 
     pipe = OcrPipeline.from_dir(MODELS / "plate", providers=["cpu"], intra_threads=2)

@@ -35,8 +35,6 @@ from service.vision.det_preprocess import DetPreprocessConfig, prepare_det_input
 from service.vision.images import to_bgr_array
 from training.data.synth.registry import DOMAINS, SyntheticSamples
 
-log = logging.getLogger(__name__)
-
 QUANTIZED_OPS = ("Conv",)
 DB_THRESH = 0.3
 
