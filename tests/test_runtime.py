@@ -52,12 +52,15 @@ def test_cuda_library_preload_is_best_effort_and_runs_once(monkeypatch):
 
 
 def test_bundles_that_reuse_a_model_file_share_one_session(tmp_path):
-    """models/plate points at ../base/det.onnx and ../base/rec.onnx: the same sessions as models/base."""
+    """models/plate points at ../base/rec.onnx (the same session as models/base) and, on CPU, at ../base/det_int8.onnx
+    (the same session as models/id)."""
     from service.pipeline import OcrPipeline
 
     repo = Path(__file__).resolve().parent.parent
     base = OcrPipeline.from_dir(repo / "models" / "base", providers=["cpu"], intra_threads=2)
     plate = OcrPipeline.from_dir(repo / "models" / "plate", providers=["cpu"], intra_threads=2)
+    id_docs = OcrPipeline.from_dir(repo / "models" / "id", providers=["cpu"], intra_threads=2)
     other_threads = OcrPipeline.from_dir(repo / "models" / "plate", providers=["cpu"], intra_threads=1)
-    assert plate.det_session is base.det_session and plate.rec_session is base.rec_session
-    assert other_threads.det_session is not base.det_session  # different options, different session
+    assert plate.rec_session is base.rec_session and plate.det_session is id_docs.det_session
+    assert plate.det_session is not base.det_session  # int8 copy on CPU, float for the reference bundle
+    assert other_threads.det_session is not plate.det_session  # different options, different session

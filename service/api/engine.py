@@ -88,8 +88,8 @@ def parse_shapes(specs: Sequence[str]) -> list[tuple[int, int]]:
 CPU_BATCH = (1, 32)
 GPU_BATCH = (8, 128)
 # Model calls in flight at once per stage on CPU-only hosts when the settings leave it unset. Two: plate profile
-# on the 2-core box, 1 vs 32 clients, 2.71 vs 4.81 images/s with two lanes (2.83 vs 3.26 with one); see
-# bench/results/load_cpu_plate_lanes2.md.
+# on the 2-core box, 1 vs 32 clients, 2.69 vs 3.95 images/s with two lanes (2.98 vs 3.83 in a rerun), 2.83 vs
+# 3.26 with one; see bench/results/load_cpu_plate_lanes2*.md and load_cpu_plate_int8.md.
 CPU_LANES = 2
 
 
