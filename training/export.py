@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +83,40 @@ def onnx_max_abs_diff(onnx_path: str | Path, reference: nn.Module | None, inputs
     return worst
 
 
+def _rewrite_weights(src: str | Path, dst: str | Path, label: str,
+                     convert: Callable[[onnx.TensorProto, list[tuple[str, int]]], tuple[list, onnx.NodeProto] | None],
+                     ) -> Path:
+    """Replace initializers by a stored form plus the node that turns it back into float32 at load time.
+
+    ``convert(initializer, its (op_type, input position) uses)`` returns (new initializers, restoring node whose
+    output is the original name) or None to keep the initializer as it is.
+    """
+    model = onnx.load(str(src))
+    graph = model.graph
+    uses: dict[str, list[tuple[str, int]]] = {}
+    for node in graph.node:
+        for position, name in enumerate(node.input):
+            uses.setdefault(name, []).append((node.op_type, position))
+    restoring = []
+    for init in list(graph.initializer):
+        converted = convert(init, uses.get(init.name, []))
+        if converted is None:
+            continue
+        stored, node = converted
+        graph.initializer.remove(init)
+        graph.initializer.extend(stored)
+        restoring.append(node)
+    for node in reversed(restoring):
+        graph.node.insert(0, node)
+    onnx.checker.check_model(model)
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(model, str(dst))
+    log.info("%s: %d initializers stored as %s (%.1f -> %.1f MB)", dst, len(restoring), label,
+             Path(src).stat().st_size / 1e6, dst.stat().st_size / 1e6)
+    return dst
+
+
 def store_weights_int8(src: str | Path, dst: str | Path, min_elements: int = 1024) -> Path:
     """Store the large Conv and MatMul weights as int8 (symmetric, one scale per output channel) followed by a
     DequantizeLinear back to float32.
@@ -93,19 +127,11 @@ def store_weights_int8(src: str | Path, dst: str | Path, min_elements: int = 102
     """
     from onnx import helper, numpy_helper
 
-    model = onnx.load(str(src))
-    graph = model.graph
-    consumers: dict[str, list[tuple[str, int]]] = {}
-    for node in graph.node:
-        for position, name in enumerate(node.input):
-            consumers.setdefault(name, []).append((node.op_type, position))
-    dequantize = []
-    for init in list(graph.initializer):
-        uses = consumers.get(init.name, [])
+    def to_int8(init: onnx.TensorProto, uses: list[tuple[str, int]]):
         weights = numpy_helper.to_array(init)
         if (weights.dtype != np.float32 or weights.size < min_elements or len(uses) != 1
                 or uses[0] not in {("Conv", 1), ("MatMul", 1)} or weights.ndim < 2):
-            continue
+            return None
         axis = 0 if uses[0][0] == "Conv" else weights.ndim - 1  # output channels
         reduce = tuple(a for a in range(weights.ndim) if a != axis)
         scale = np.abs(weights).max(axis=reduce) / 127.0
@@ -113,20 +139,12 @@ def store_weights_int8(src: str | Path, dst: str | Path, min_elements: int = 102
         shape = [1] * weights.ndim
         shape[axis] = -1
         q = np.clip(np.round(weights / scale.reshape(shape)), -127, 127).astype(np.int8)
-        graph.initializer.remove(init)
-        graph.initializer.extend([numpy_helper.from_array(q, init.name + "__int8"),
-                                  numpy_helper.from_array(scale, init.name + "__scale")])
-        dequantize.append(helper.make_node("DequantizeLinear", [init.name + "__int8", init.name + "__scale"],
-                                           [init.name], axis=axis, name=init.name + "__dequantize"))
-    for node in reversed(dequantize):
-        graph.node.insert(0, node)
-    onnx.checker.check_model(model)
-    dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save_model(model, str(dst))
-    log.info("%s: %d weights stored as int8 (%.1f -> %.1f MB)", dst, len(dequantize),
-             Path(src).stat().st_size / 1e6, dst.stat().st_size / 1e6)
-    return dst
+        stored = [numpy_helper.from_array(q, init.name + "__int8"),
+                  numpy_helper.from_array(scale, init.name + "__scale")]
+        return stored, helper.make_node("DequantizeLinear", [init.name + "__int8", init.name + "__scale"],
+                                        [init.name], axis=axis, name=init.name + "__dequantize")
+
+    return _rewrite_weights(src, dst, "int8", to_int8)
 
 
 def store_weights_fp16(src: str | Path, dst: str | Path, min_elements: int = 1024) -> Path:
@@ -138,23 +156,11 @@ def store_weights_fp16(src: str | Path, dst: str | Path, min_elements: int = 102
     """
     from onnx import TensorProto, helper, numpy_helper
 
-    model = onnx.load(str(src))
-    graph = model.graph
-    casts = []
-    for init in list(graph.initializer):
+    def to_fp16(init: onnx.TensorProto, _uses: list[tuple[str, int]]):
         if init.data_type != TensorProto.FLOAT or int(np.prod(init.dims)) < min_elements:
-            continue
+            return None
         half = numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), init.name + "__fp16")
-        graph.initializer.remove(init)
-        graph.initializer.append(half)
-        casts.append(helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT,
-                                      name=init.name + "__to_fp32"))
-    for node in reversed(casts):
-        graph.node.insert(0, node)
-    onnx.checker.check_model(model)
-    dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save_model(model, str(dst))
-    log.info("%s: %d initializers stored as fp16 (%.1f -> %.1f MB)", dst, len(casts),
-             Path(src).stat().st_size / 1e6, dst.stat().st_size / 1e6)
-    return dst
+        return [half], helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT,
+                                        name=init.name + "__to_fp32")
+
+    return _rewrite_weights(src, dst, "fp16", to_fp16)
