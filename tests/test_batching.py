@@ -18,6 +18,23 @@ def make(run_batch, **kw) -> MicroBatcher:
     return MicroBatcher("stage", "m", run_batch, **defaults)
 
 
+class OverlapProbe:
+    """A run_batch that takes 10 ms and records the most calls that were ever in progress at once."""
+
+    def __init__(self) -> None:
+        self.active = self.peak = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, items):
+        with self._lock:
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+        time.sleep(0.01)
+        with self._lock:
+            self.active -= 1
+        return items
+
+
 def test_concurrent_submits_share_one_batch_and_keep_order():
     calls: list[list[int]] = []
 
@@ -177,17 +194,7 @@ def test_service_time_ewma_follows_measured_batches():
 def test_shared_executor_never_runs_two_stages_at_once():
     from concurrent.futures import ThreadPoolExecutor
 
-    active, peak = [0], [0]
-    lock = threading.Lock()
-
-    def run(items):
-        with lock:
-            active[0] += 1
-            peak[0] = max(peak[0], active[0])
-        time.sleep(0.01)
-        with lock:
-            active[0] -= 1
-        return items
+    run = OverlapProbe()
 
     async def main():
         shared = ThreadPoolExecutor(max_workers=1)
@@ -201,27 +208,17 @@ def test_shared_executor_never_runs_two_stages_at_once():
         shared.shutdown()
 
     asyncio.run(main())
-    assert peak[0] == 1
+    assert run.peak == 1
 
 
 def test_lanes_run_batches_side_by_side_within_the_shared_pool():
     from concurrent.futures import ThreadPoolExecutor
 
-    active, peak = [0], [0]
-    lock = threading.Lock()
     both_running = threading.Barrier(2, timeout=5)  # passes only if two calls of one stage overlap
+    run_rec = OverlapProbe()
 
     def run_det(items):
         both_running.wait()
-        return items
-
-    def run_rec(items):
-        with lock:
-            active[0] += 1
-            peak[0] = max(peak[0], active[0])
-        time.sleep(0.01)
-        with lock:
-            active[0] -= 1
         return items
 
     async def main():
@@ -240,7 +237,7 @@ def test_lanes_run_batches_side_by_side_within_the_shared_pool():
         return det
 
     det = asyncio.run(main())
-    assert peak[0] == 2  # four lanes, but never more calls at once than the pool's two threads
+    assert run_rec.peak == 2  # four lanes, but never more calls at once than the pool's two threads
     det.service_time.value = 0.3
     assert det.drain_seconds_per_item == pytest.approx(0.15)
     with pytest.raises(ValueError):
