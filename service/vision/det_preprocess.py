@@ -38,6 +38,9 @@ class DetPreprocessConfig:
     std: tuple[float, float, float] = PPOCR_DET_STD
     buckets: tuple[int, ...] = DEFAULT_DET_BUCKETS
     max_upscale: float | None = None  # cap on the detector resize ratio (None = rapidocr: unbounded)
+    # Cap on the detector input's long side (None = rapidocr: unbounded). Static-shape pipelines set it so every
+    # input fits a bucket they warmed: "min" limits otherwise blow a tall narrow image up to 45824x768.
+    max_det_side: int | None = None
 
 
 @dataclass
@@ -60,34 +63,44 @@ def _round32(v: float) -> int:
     return int(round(v / 32) * 32)
 
 
+def bounded_size(h: int, w: int, min_side: int, max_side: int) -> tuple[int, int]:
+    """Size of the work image `bound_image` makes from an h x w image (shape arithmetic only)."""
+    if max(h, w) > max_side:
+        r = max_side / max(h, w)
+        h, w = max(_round32(int(h * r)), 32), max(_round32(int(w * r)), 32)
+    if min(h, w) < min_side:
+        r = min_side / min(h, w)
+        h, w = max(_round32(int(h * r)), 32), max(_round32(int(w * r)), 32)
+    return h, w
+
+
 def bound_image(bgr: np.ndarray, min_side: int, max_side: int) -> tuple[np.ndarray, float, float]:
     """Shrink above ``max_side`` then grow below ``min_side`` (sides rounded to 32) like rapidocr.
 
     Returns the image and (ratio_h, ratio_w) mapping its pixels back to the input's.
     """
-    ratio_h = ratio_w = 1.0
     h, w = bgr.shape[:2]
-    if max(h, w) > max_side:
-        r = max_side / max(h, w)
-        nh, nw = max(_round32(int(h * r)), 32), max(_round32(int(w * r)), 32)
-        bgr = resize_linear(bgr, nw, nh)
-        ratio_h, ratio_w = h / nh, w / nw
-    h2, w2 = bgr.shape[:2]
-    if min(h2, w2) < min_side:
-        r = min_side / min(h2, w2)
-        nh, nw = max(_round32(int(h2 * r)), 32), max(_round32(int(w2 * r)), 32)
-        bgr = resize_linear(bgr, nw, nh)
-        ratio_h, ratio_w = h / nh, w / nw  # relative to the caller's image, as rapidocr does
+    ratio_h = ratio_w = 1.0
+    if max(h, w) > max_side:  # shrink first; a still-too-small side then grows from the shrunk image
+        sh, sw = bounded_size(h, w, 0, max_side)
+        bgr, ratio_h, ratio_w = resize_linear(bgr, sw, sh), h / sh, w / sw
+    nh, nw = bounded_size(h, w, min_side, max_side)
+    if bgr.shape[:2] != (nh, nw):
+        bgr, ratio_h, ratio_w = resize_linear(bgr, nw, nh), h / nh, w / nw  # relative to the caller's image
     return bgr, ratio_h, ratio_w
+
+
+def vertical_pad_rows(h: int, w: int, width_height_ratio: float, min_height: int) -> int:
+    """Rows `vertical_pad` adds above (and below) an h x w image: 0 unless it is very flat or very short."""
+    if h > min_height and w / h <= width_height_ratio:
+        return 0
+    new_h = max(int(w / width_height_ratio), min_height) * 2
+    return int(abs(new_h - h) / 2)
 
 
 def vertical_pad(bgr: np.ndarray, width_height_ratio: float, min_height: int) -> tuple[np.ndarray, int]:
     """Black bands above and below flat/short images (single text lines) so DB sees context."""
-    h, w = bgr.shape[:2]
-    if h > min_height and w / h <= width_height_ratio:
-        return bgr, 0
-    new_h = max(int(w / width_height_ratio), min_height) * 2
-    pad = int(abs(new_h - h) / 2)
+    pad = vertical_pad_rows(bgr.shape[0], bgr.shape[1], width_height_ratio, min_height)
     if pad == 0:
         return bgr, 0
     return np.pad(bgr, ((pad, pad), (0, 0), (0, 0))), pad
@@ -109,6 +122,17 @@ def det_resize_shape(h: int, w: int, limit_side_len: int, limit_type: str,
     if max_upscale is not None:
         ratio = min(ratio, max(float(max_upscale), 1e-6))
     return max(_round32(int(h * ratio)), 32), max(_round32(int(w * ratio)), 32)
+
+
+def det_input_size(h: int, w: int, cfg: DetPreprocessConfig) -> tuple[int, int]:
+    """Detector input size (before bucketing) for an h x w image: the shape arithmetic of `prepare_det_input`."""
+    h, w = bounded_size(h, w, cfg.min_side_len, cfg.max_side_len)
+    if cfg.vertical_padding:
+        h += 2 * vertical_pad_rows(h, w, cfg.width_height_ratio, cfg.min_height)
+    rh, rw = det_resize_shape(h, w, cfg.limit_side_len, cfg.limit_type, cfg.max_upscale)
+    if cfg.max_det_side is not None and max(rh, rw) > cfg.max_det_side:
+        rh, rw = det_resize_shape(rh, rw, cfg.max_det_side, "max")
+    return rh, rw
 
 
 def bucket_side(side: int, buckets: Sequence[int]) -> int:
@@ -139,7 +163,7 @@ def prepare_det_input(bgr: np.ndarray, cfg: DetPreprocessConfig = DetPreprocessC
     pad_top = 0
     if cfg.vertical_padding:
         work, pad_top = vertical_pad(work, cfg.width_height_ratio, cfg.min_height)
-    rh, rw = det_resize_shape(work.shape[0], work.shape[1], cfg.limit_side_len, cfg.limit_type, cfg.max_upscale)
+    rh, rw = det_input_size(*original_hw, cfg)
     chw = normalize(resize_linear(work, rw, rh), cfg.mean, cfg.std)
     bh, bw = bucket_shape(rh, rw, cfg.buckets)
     if (bh, bw) == (rh, rw):
