@@ -41,8 +41,9 @@ class ModelManifest(BaseModel):
     det_max_upscale: float | None = Field(
         None, description="cap on the detector resize ratio (small photos are not blown up past it); None = rapidocr")
     det_buckets: tuple[int, ...] | None = Field(
-        None, description="detector pad-to shapes; None = exact shapes when only the CPU provider runs (padding "
-                          "costs CPU time for nothing), the default buckets on GPU; [] = always exact")
+        None, description="detector pad-to sides; None = exact shapes when only the CPU provider runs (padding "
+                          "costs CPU time for nothing), ACCELERATOR_DET_BUCKETS with static shapes (GPU); "
+                          "[] = always exact")
     rec_min_side: float = Field(
         0.0, description="boxes whose shorter side (detector work-image pixels) is below this are not recognised")
     text_score: float = Field(0.5, description="lines whose recognition confidence is below this are dropped")

@@ -27,7 +27,6 @@ from service.vision.crop import crop_quad, crop_size, reading_order
 from service.vision.ctc import Decoded, ctc_greedy_decode
 from service.vision.db_postprocess import DBConfig, db_boxes
 from service.vision.det_preprocess import (
-    DEFAULT_DET_BUCKETS,
     DetInput,
     DetPreprocessConfig,
     group_by_bucket,
@@ -35,7 +34,13 @@ from service.vision.det_preprocess import (
 )
 from service.vision.images import ImageLike, to_bgr_array
 from service.vision.rec_preprocess import DEFAULT_WIDTH_BUCKETS, RecBatch, make_rec_batches
-from service.vision.static_shapes import ACCELERATOR_WIDTH_BUCKETS, batch_ladder, pad_batch
+from service.vision.static_shapes import (
+    ACCELERATOR_WIDTH_BUCKETS,
+    accelerator_det_config,
+    batch_ladder,
+    det_batch_ladder_for,
+    pad_batch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +79,13 @@ class OcrPipeline:
         rec_batch_size: int = 32,
         rec_width_buckets: Sequence[int] | None = None,
         trt_cache_dir: str | Path | None = None,
-        cpu_mem_arena: bool = True,
+        cpu_mem_arena: bool | None = True,
         static_shapes: bool | None = None,
         det_batch_size: int = 8,
     ):
         """``static_shapes``: pad batches to `batch_ladder` sizes and use coarse rec widths (None = on accelerators
-        only, see service.vision.static_shapes); ``rec_width_buckets`` None = the default for that choice."""
+        only, see service.vision.static_shapes); ``rec_width_buckets`` None = the default for that choice;
+        ``cpu_mem_arena`` None = off on CPU-only, on with accelerators (see Settings.cpu_mem_arena)."""
         m = bundle.manifest
         self.bundle = bundle
         self.classes = bundle.classes
@@ -87,9 +93,12 @@ class OcrPipeline:
                                                unclip_ratio=m.det_unclip_ratio)
         self.text_score = m.text_score if text_score is None else text_score
         self.rec_height = m.rec_height
+        resolved = resolve_providers(providers)
+        if cpu_mem_arena is None:
+            cpu_mem_arena = resolved != [CPU]
         kw = dict(providers=providers, intra_threads=intra_threads, inter_threads=inter_threads,
                   trt_cache_dir=trt_cache_dir, cpu_mem_arena=cpu_mem_arena)
-        self.det_path = bundle.det_path_for(resolve_providers(providers))  # int8 det_cpu on CPU-only
+        self.det_path = bundle.det_path_for(resolved)  # int8 det_cpu on CPU-only
         self.det_session, self.det_providers = shared_session(self.det_path, **kw)
         self.rec_session, self.rec_providers = shared_session(bundle.rec_path, **kw)
         on_accelerator = self.det_providers[0] != CPU or self.rec_providers[0] != CPU
@@ -100,7 +109,11 @@ class OcrPipeline:
         self.det_batch_ladder: tuple[int, ...] = ()
         self.rec_batch_ladder: tuple[int, ...] = ()
         self.set_batch_limits(det_batch_size, rec_batch_size)
-        self.det_config = det_config or m.det_preprocess(self._det_buckets(m.det_buckets, self.det_providers))
+        if det_config is None:
+            det_config = m.det_preprocess(tuple(m.det_buckets or ()))
+            if self.static_shapes and m.det_buckets != ():  # [] in the manifest: exact shapes everywhere
+                det_config = accelerator_det_config(det_config)
+        self.det_config = det_config
         self.rec_min_side = m.rec_min_side
         self._det_in = self.det_session.get_inputs()[0].name
         self._rec_in = self.rec_session.get_inputs()[0].name
@@ -114,14 +127,6 @@ class OcrPipeline:
         if self.static_shapes:
             self.det_batch_ladder = batch_ladder(det_batch_size)
             self.rec_batch_ladder = batch_ladder(rec_batch_size)
-
-    @staticmethod
-    def _det_buckets(configured: Sequence[int] | None, providers: Sequence[str]) -> tuple[int, ...]:
-        """Manifest buckets when set; else exact shapes on CPU-only (a CPU batch costs the sum of its images,
-        so padding a 736x1312 image to 768x1536 only adds 25-30 % detector time) and buckets on accelerators."""
-        if configured is not None:
-            return tuple(configured)
-        return () if list(providers) == [CPU] else DEFAULT_DET_BUCKETS
 
     @classmethod
     def from_dir(cls, model_dir: str | Path, providers: Sequence[str] | None = None,
@@ -139,12 +144,15 @@ class OcrPipeline:
     def run_det(self, inputs: Sequence[DetInput]) -> list[np.ndarray]:
         """Probability maps (cropped to each input's valid region); one ONNX call per bucket shape."""
         out: list[np.ndarray | None] = [None] * len(inputs)
-        for _, idx in group_by_bucket(inputs).items():
-            batch = pad_batch(np.stack([inputs[i].tensor for i in idx]), self.det_batch_ladder)
-            prob = self.det_session.run(None, {self._det_in: batch})[0]
-            for row, i in enumerate(idx):
-                h, w = inputs[i].valid_hw
-                out[i] = prob[row, 0, :h, :w]
+        for shape, group in group_by_bucket(inputs).items():
+            ladder = det_batch_ladder_for(shape, self.det_batch_ladder)
+            calls = [[i] for i in group] if ladder == (1,) else [group]  # large shapes: one image per call
+            for idx in calls:
+                batch = pad_batch(np.stack([inputs[i].tensor for i in idx]), ladder)
+                prob = self.det_session.run(None, {self._det_in: batch})[0]
+                for row, i in enumerate(idx):
+                    h, w = inputs[i].valid_hw
+                    out[i] = prob[row, 0, :h, :w]
         return out  # type: ignore[return-value]
 
     def boxes(self, inp: DetInput, prob: np.ndarray) -> Detections:
@@ -210,16 +218,19 @@ class OcrPipeline:
     def warm_up(self, det_shapes: Sequence[tuple[int, int]]) -> tuple[float, float]:
         """Run every shape requests can produce once: each det shape (and, with static shapes, each padded batch
         size), each rec width (likewise). Returns (slowest single-image det call, mean single-crop rec call) in
-        seconds. On CUDA the first call of a shape costs 0.5-3 s (see service.vision.static_shapes); after this
-        none does."""
+        seconds; with static shapes timed on a second call of the shape: on CUDA a shape's first call costs 0.5-3 s
+        (see service.vision.static_shapes), and admission control seeded with that refuses work it could serve."""
         det_s, rec_s = [], []
         for h, w in det_shapes:
             blank = DetInput(np.zeros((3, h, w), np.float32), (h, w), np.zeros((h, w, 3), np.uint8), 0, (1.0, 1.0),
                              (h, w))
-            for size in self.det_batch_ladder or (1,):
+            for size in det_batch_ladder_for((h, w), self.det_batch_ladder) or (1,):
                 started = time.perf_counter()
                 self.run_det([blank] * size)
                 if size == 1:
+                    if self.static_shapes:  # accelerators: the first call of a shape is not what later calls cost
+                        started = time.perf_counter()
+                        self.run_det([blank])
                     det_s.append(time.perf_counter() - started)
         for width in self.rec_width_buckets:
             for size in self.rec_batch_ladder or (1,):
@@ -227,6 +238,9 @@ class OcrPipeline:
                 started = time.perf_counter()
                 self.decode([batch], [self.run_rec(batch)])
                 if size == 1:
+                    if self.static_shapes:
+                        started = time.perf_counter()
+                        self.decode([batch], [self.run_rec(batch)])
                     rec_s.append(time.perf_counter() - started)
         return max(det_s, default=0.0), sum(rec_s) / max(len(rec_s), 1)
 

@@ -148,15 +148,18 @@ def test_receipts_line_recall(base_pipeline, shared_data_dir):
     assert recall >= 0.60
 
 
-def test_cpu_pipeline_detects_on_exact_shapes_and_buckets_elsewhere(base_pipeline):
+def test_cpu_pipeline_detects_on_exact_shapes_and_buckets_elsewhere(base_pipeline, base_model_dir):
     from service.pipeline import OcrPipeline
-    from service.vision.det_preprocess import DEFAULT_DET_BUCKETS
+    from service.vision.static_shapes import ACCELERATOR_DET_BUCKETS
 
     assert base_pipeline.det_providers == ["CPUExecutionProvider"] and base_pipeline.det_config.buckets == ()
+    assert base_pipeline.det_config.max_det_side is None
     inp = base_pipeline.prepare_det(np.zeros((720, 1280, 3), np.uint8))
     assert inp.tensor.shape[1:] == inp.valid_hw == (736, 1312)
-    assert OcrPipeline._det_buckets(None, ["CUDAExecutionProvider", "CPUExecutionProvider"]) == DEFAULT_DET_BUCKETS
-    assert OcrPipeline._det_buckets([640, 1280], ["CPUExecutionProvider"]) == (640, 1280)
+    static = OcrPipeline.from_dir(base_model_dir, providers=["cpu"], static_shapes=True)  # the GPU regime
+    assert static.det_config.buckets == ACCELERATOR_DET_BUCKETS
+    inp = static.prepare_det(np.zeros((720, 1280, 3), np.uint8))
+    assert inp.valid_hw == (736, 1312) and inp.tensor.shape[1:] == (768, 2048)
 
 
 def test_boxes_too_small_for_text_are_not_recognised(base_pipeline, page_and_lines):
@@ -170,3 +173,25 @@ def test_boxes_too_small_for_text_are_not_recognised(base_pipeline, page_and_lin
         assert base_pipeline.read(page.image) == lines
     finally:
         base_pipeline.rec_min_side = old
+
+
+def test_cpu_memory_arena_default_follows_the_providers(base_model_dir, monkeypatch):
+    """Unset: off on CPU-only (exact det shapes vary per image and the arena keeps its peak), on with accelerators
+    (static shapes bound the peak; onnxruntime's default, which the GPU timings were measured with)."""
+    from service import pipeline as pipeline_module
+    from service.pipeline import OcrPipeline
+
+    arenas: list[bool] = []
+    real_shared_session = pipeline_module.shared_session
+
+    def spy(path, **options):
+        arenas.append(options["cpu_mem_arena"])
+        return real_shared_session(path, **{**options, "providers": ["cpu"]})
+
+    monkeypatch.setattr(pipeline_module, "shared_session", spy)
+    OcrPipeline.from_dir(base_model_dir, providers=["cpu"], cpu_mem_arena=None)
+    monkeypatch.setattr(pipeline_module, "resolve_providers",
+                        lambda providers: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    OcrPipeline.from_dir(base_model_dir, providers=["cuda", "cpu"], cpu_mem_arena=None)
+    OcrPipeline.from_dir(base_model_dir, providers=["cuda", "cpu"], cpu_mem_arena=False)
+    assert arenas == [False, False, True, True, False, False]

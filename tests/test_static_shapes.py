@@ -12,7 +12,16 @@ import pytest
 from api_support import BASE_TEXTS, encode, ready_client, square_doc
 from rendering import DEJAVU_SANS, render_text_line
 from service.vision.images import to_bgr_array
-from service.vision.static_shapes import ACCELERATOR_WIDTH_BUCKETS, batch_ladder, pad_batch, padded_batch_size
+from service.vision.static_shapes import (
+    ACCELERATOR_DET_BUCKETS,
+    ACCELERATOR_WIDTH_BUCKETS,
+    accelerator_det_config,
+    batch_ladder,
+    det_batch_ladder_for,
+    pad_batch,
+    padded_batch_size,
+    reachable_det_shapes,
+)
 
 
 def test_batch_ladder_and_padding():
@@ -72,41 +81,120 @@ def test_padded_batches_read_the_same_text(base_pipeline, static_pipeline):
     assert got == [[line.text for line in r] for r in base_pipeline.read_batch(pages)]
 
 
-def test_service_warms_every_padded_shape(monkeypatch):
-    from service.pipeline import OcrPipeline
+def test_reachable_det_shapes_cover_every_image_size():
+    """Whatever size an upload has, its detector input lands on a shape the warm-up list holds (sizes well past the
+    work-image bound and extreme aspect ratios included: "min" limits used to blow a 100x2000 strip up to 45824 px)."""
+    from service.vision.det_preprocess import DetPreprocessConfig, bucket_shape, det_input_size
 
-    seen: set[tuple[str, tuple[int, ...]]] = set()
-    real_det, real_rec = OcrPipeline.run_det, OcrPipeline.run_rec
+    rng = np.random.default_rng(0)
+    sizes = [(int(h), int(w)) for h, w in rng.integers(1, 9000, size=(2000, 2))]
+    sizes += [(100, 2000), (2000, 100), (5, 8000), (8000, 5), (1, 1), (720, 1280), (4000, 3000)]
+    for cfg in (DetPreprocessConfig(limit_side_len=736, limit_type="min", buckets=()),
+                DetPreprocessConfig(limit_side_len=736, limit_type="max", buckets=()),
+                DetPreprocessConfig(limit_side_len=960, limit_type="min", max_side_len=3000, buckets=())):
+        acc = accelerator_det_config(cfg)
+        assert acc.buckets == ACCELERATOR_DET_BUCKETS and acc.max_det_side == max(ACCELERATOR_DET_BUCKETS)
+        reachable = set(reachable_det_shapes(acc))
+        assert len(reachable) <= len(ACCELERATOR_DET_BUCKETS) ** 2
+        missed = {bucket_shape(*det_input_size(h, w, acc), acc.buckets) for h, w in sizes} - reachable
+        assert not missed, (cfg, missed)
+    plate = accelerator_det_config(DetPreprocessConfig(limit_side_len=736, limit_type="max", buckets=()))
+    assert reachable_det_shapes(plate) == [(768, 768)]  # a plate deployment warms one detector shape
 
-    def run_det(self, inputs):
-        seen.add(("det", (len(inputs), *inputs[0].tensor.shape)))
-        return real_det(self, inputs)
 
-    def run_rec(self, batch):
-        seen.add(("rec", batch.tensor.shape))
-        return real_rec(self, batch)
+def test_det_input_size_is_what_prepare_det_input_makes():
+    from service.vision.det_preprocess import DetPreprocessConfig, det_input_size, prepare_det_input
 
-    monkeypatch.setattr(OcrPipeline, "run_det", run_det)
-    monkeypatch.setattr(OcrPipeline, "run_rec", run_rec)
+    rng = np.random.default_rng(1)
+    acc = accelerator_det_config(DetPreprocessConfig(buckets=()))
+    for h, w in [(int(h), int(w)) for h, w in rng.integers(8, 2600, size=(12, 2))] + [(40, 1900), (1900, 40)]:
+        for cfg in (acc, DetPreprocessConfig(buckets=())):
+            inp = prepare_det_input(np.zeros((h, w, 3), np.uint8), cfg)
+            assert inp.valid_hw == det_input_size(h, w, cfg), (h, w)
+            assert max(inp.tensor.shape[1:]) <= (cfg.max_det_side or 10**6)
+
+
+def test_large_det_shapes_run_one_image_per_call(static_pipeline, monkeypatch):
+    from service.vision import static_shapes
+
+    assert det_batch_ladder_for((768, 768), (1, 4, 8)) == (1, 4, 8)
+    assert det_batch_ladder_for((1280, 2048), (1, 4, 8)) == (1,)
+    assert det_batch_ladder_for((1280, 2048), ()) == ()
+    page = np.asarray(square_doc(("ONE AT A TIME",)))
+    inputs = [static_pipeline.prepare_det(page)] * 2
+    calls: list[tuple[int, ...]] = []
+    real_run = static_pipeline.det_session.run
+
+    def spy(outputs, feeds):
+        calls.append(next(iter(feeds.values())).shape)
+        return real_run(outputs, feeds)
+
+    static_pipeline.det_session.run = spy
+    try:
+        batched = static_pipeline.run_det(inputs)
+        monkeypatch.setattr(static_shapes, "LARGE_DET_PIXELS", 0)  # now every shape counts as large
+        single = static_pipeline.run_det(inputs)
+    finally:
+        static_pipeline.det_session.run = real_run
+    assert [c[0] for c in calls] == [4, 1, 1]  # 2 images padded to 4, then one call per image
+    assert all(np.allclose(a, b, atol=1e-5) for a, b in zip(batched, single))
+
+
+def test_service_warms_every_shape_a_request_can_reach(monkeypatch):
+    """The GPU contract, checked on CPU sessions: after /readyz no request runs a det or rec shape the warm-up did
+    not run, whatever the image size (smaller buckets here only to keep the CPU warm-up short)."""
+    import onnxruntime
+
+    from service.vision import static_shapes
+
+    monkeypatch.setattr(static_shapes, "ACCELERATOR_DET_BUCKETS", (256, 512))
+    monkeypatch.setattr(static_shapes, "LARGE_DET_PIXELS", 256 * 512)
+    seen: dict[str, set[tuple[str, tuple[int, ...]]]] = {"warm": set(), "requests": set()}
+    phase = ["warm"]
+    real_run = onnxruntime.InferenceSession.run
+
+    def run(self, outputs, feeds, *args, **kwargs):  # every tensor shape any session is asked to run
+        shape = tuple(next(iter(feeds.values())).shape)
+        seen[phase[0]].add(("rec" if shape[2] == 48 else "det", shape))
+        return real_run(self, outputs, feeds, *args, **kwargs)
+
+    monkeypatch.setattr(onnxruntime.InferenceSession, "run", run)
     with ready_client(static_shapes=True, max_batch_size=4, rec_max_batch_size=16) as client:
         (runner,) = client.app.state.engine.runners
         pipeline = runner.pipeline
         assert pipeline.rec_batch_ladder == (1, 4, 16) and pipeline.det_batch_ladder == (1, 4)
-        base_shape, second_look_shape = runner.warmup_det_shapes()  # this runner also serves the plate profile
-        from service.vision.det_preprocess import bucket_shape, det_resize_shape
-
-        # a 1280x720 frame at the plate profile's second-look limit (768x1280 with the GPU buckets)
-        assert second_look_shape == bucket_shape(*det_resize_shape(720, 1280, 1280, "max"),
-                                                 pipeline.det_config.buckets)
-        assert {shape for kind, shape in seen if kind == "det"} == {
-            (n, 3, *shape) for n in (1, 4) for shape in (base_shape, second_look_shape)}
-        assert {shape for kind, shape in seen if kind == "rec"} == {
+        assert pipeline.det_config.buckets == (256, 512) and pipeline.det_config.max_det_side == 512
+        shapes = runner.warmup_det_shapes()
+        assert set(shapes) == {(256, 256), (256, 512), (512, 256), (512, 512)}
+        assert {shape for kind, shape in seen["warm"] if kind == "det"} == {
+            (n, 3, *shape) for shape in shapes for n in det_batch_ladder_for(shape, (1, 4))}
+        assert {shape for kind, shape in seen["warm"] if kind == "rec"} == {
             (n, 3, pipeline.rec_height, w) for n in (1, 4, 16) for w in ACCELERATOR_WIDTH_BUCKETS}
+
+        phase[0] = "requests"
         r = client.post("/v1/ocr", files={"files": ("a.png", encode(square_doc()), "image/png")})
         assert r.status_code == 200, r.text
         assert [line["text"] for line in r.json()["images"][0]["lines"]] == list(BASE_TEXTS)
+        for size in [(1280, 720), (300, 1800), (2400, 200), (64, 64)]:  # wide, tall strip, tiny
+            files = [("files", (f"{i}.png", encode(square_doc(size=min(size)).resize(size)), "image/png"))
+                     for i in range(3)]
+            for profile in ("generic", "plate"):  # plate: second looks at 1280 px when no plate is read
+                r = client.post("/v1/ocr", params={"profile": profile}, files=files)
+                assert r.status_code == 200, r.text
+    assert seen["requests"] and seen["requests"] <= seen["warm"], seen["requests"] - seen["warm"]
 
 
-def test_pipeline_warm_up_returns_single_item_times(static_pipeline):
+def test_pipeline_warm_up_returns_single_item_times(static_pipeline, monkeypatch):
+    """Timed on a second call of each single-item shape: a GPU's first call is seconds of cuDNN set-up, and admission
+    control seeded with it answered 503 to load the card could serve (H200 run, bench/README)."""
+    sizes: list[int] = []
+    real_run_det = static_pipeline.run_det
+
+    def run_det(inputs):
+        sizes.append(len(inputs))
+        return real_run_det(inputs)
+
+    monkeypatch.setattr(static_pipeline, "run_det", run_det)
     det_s, rec_s = static_pipeline.warm_up([(64, 96)])
     assert det_s > 0 and rec_s > 0
+    assert sizes == [1, 1, 4]  # batch 1 twice (the second one timed), then the padded batch of 4

@@ -21,7 +21,7 @@ import time
 from collections.abc import Awaitable, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -48,6 +48,7 @@ from service.profiles import PROFILES, Profile
 from service.vision.ctc import Decoded
 from service.vision.det_preprocess import DetInput, bucket_shape, det_resize_shape
 from service.vision.rec_preprocess import RecBatch, normalize_crop, resized_width, width_bucket
+from service.vision.static_shapes import reachable_det_shapes
 
 log = logging.getLogger("ocrnet.api.engine")
 T = TypeVar("T")
@@ -213,22 +214,22 @@ class ModelRunner:
                  time.perf_counter() - started)
 
     def warmup_det_shapes(self) -> list[tuple[int, int]]:
-        """The settings' shapes; else the bundle's base bucket, plus (static shapes only, i.e. GPUs, where a cold
-        shape costs seconds) the bucket of a profile's second look at a 1280x720 photo, the usual camera frame."""
+        """The settings' shapes; with static shapes (GPUs, where a cold shape costs seconds) every bucket a request
+        can reach, for the bundle's detector limits and each profile's second look; else (CPU, no per-shape cost)
+        the bucket of a limit-sized square, to touch the session once."""
         if self.settings.warmup_det_shapes:
             return parse_shapes(self.settings.warmup_det_shapes)
         pipeline = self.pipeline
         assert pipeline is not None
         cfg = pipeline.det_config
-        side = det_resize_shape(cfg.limit_side_len, cfg.limit_side_len, cfg.limit_side_len, cfg.limit_type)
-        shapes = [bucket_shape(*side, cfg.buckets)]
-        if pipeline.static_shapes:
-            for name in self.profiles:
-                limit = PROFILES[name].second_look_det_limit
-                if limit is not None:
-                    shape = bucket_shape(*det_resize_shape(720, 1280, *limit), cfg.buckets)
-                    if shape not in shapes:
-                        shapes.append(shape)
+        if not pipeline.static_shapes:
+            side = det_resize_shape(cfg.limit_side_len, cfg.limit_side_len, cfg.limit_side_len, cfg.limit_type)
+            return [bucket_shape(*side, cfg.buckets)]
+        configs = [cfg] + [replace(cfg, limit_side_len=limit[0], limit_type=limit[1]) for name in self.profiles
+                           if (limit := PROFILES[name].second_look_det_limit) is not None]
+        shapes: list[tuple[int, int]] = []
+        for config in configs:
+            shapes += [shape for shape in reachable_det_shapes(config) if shape not in shapes]
         return shapes
 
     def warm_up(self) -> None:

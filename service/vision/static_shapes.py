@@ -9,12 +9,22 @@ the GPU ever sees. CPU sessions have no per-shape cost and keep exact shapes (pa
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Sequence
 
 import numpy as np
 
+from .det_preprocess import DetPreprocessConfig, bucket_shape, det_input_size
+
 # Fewer, wider rec buckets than on CPU: each extra shape is seconds of warm-up, padding is nearly free on a GPU.
 ACCELERATOR_WIDTH_BUCKETS = (160, 320, 640, 1280)
+# Detector sides on accelerators. The CPU-era ladder (128..2048 in steps of 128-256) let photos of ordinary sizes
+# reach a dozen cold shapes per profile (measured on an H200: plate requests at 0.5 img/s, most of each 2 s the
+# first run of a shape); with these, a bundle's reachable shapes are a handful and all get warmed.
+ACCELERATOR_DET_BUCKETS = (768, 1280, 2048, 3072)
+# Det inputs above this many pixels run one image per call: batching them gains little on a GPU, and a batch of 8
+# at 3072x3072 would hold gigabytes of activations. So large shapes need one warm-up call each, not one per size.
+LARGE_DET_PIXELS = 1280 * 1280
 
 
 def batch_ladder(max_batch: int, step: int = 4) -> tuple[int, ...]:
@@ -40,3 +50,27 @@ def pad_batch(batch: np.ndarray, ladder: Sequence[int]) -> np.ndarray:
         return batch
     pad = np.zeros((target - batch.shape[0], *batch.shape[1:]), batch.dtype)
     return np.concatenate([batch, pad])
+
+
+def accelerator_det_config(cfg: DetPreprocessConfig) -> DetPreprocessConfig:
+    """``cfg`` for a static-shape pipeline: the coarse buckets (unless the manifest set its own) and the detector's
+    long side capped at the largest bucket, so every input lands on a bucket `reachable_det_shapes` lists."""
+    buckets = cfg.buckets or ACCELERATOR_DET_BUCKETS
+    return replace(cfg, buckets=buckets, max_det_side=max(buckets))
+
+
+def reachable_det_shapes(cfg: DetPreprocessConfig, step: int = 16) -> list[tuple[int, int]]:
+    """Every bucket shape an image can reach under ``cfg``, by running the shape arithmetic of the preprocessing
+    over image sizes up to the work-image bound (larger images are first shrunk into that range), commonest first.
+    Meant for configs from `accelerator_det_config`; with exact shapes (no buckets) the list would be huge."""
+    counts: dict[tuple[int, int], int] = {}
+    for h in range(step, cfg.max_side_len + 2 * step, step):
+        for w in range(step, cfg.max_side_len + 2 * step, step):
+            shape = bucket_shape(*det_input_size(h, w, cfg), cfg.buckets)
+            counts[shape] = counts.get(shape, 0) + 1
+    return sorted(counts, key=lambda shape: (-counts[shape], shape))
+
+
+def det_batch_ladder_for(shape: tuple[int, int], ladder: Sequence[int]) -> tuple[int, ...]:
+    """Batch sizes the detector sees at ``shape``: the ladder, or one image per call above `LARGE_DET_PIXELS`."""
+    return (1,) if ladder and shape[0] * shape[1] > LARGE_DET_PIXELS else tuple(ladder)
