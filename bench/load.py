@@ -33,6 +33,7 @@ from _common import (  # noqa: E402
 )
 
 BATCH_METRIC = "ocrnet_batch_size"
+CALL_SECONDS_METRIC = "ocrnet_batch_inference_seconds"
 
 
 @dataclass
@@ -49,22 +50,24 @@ class LevelResult:
     mean_ms: float
     statuses: dict[str, int] = field(default_factory=dict)
     batches: dict[str, dict] = field(default_factory=dict)
+    call_ms: dict[str, float] = field(default_factory=dict)  # mean ms per batched model call, per model/stage
 
 
-async def scrape_batches(client: httpx.AsyncClient, url: str) -> dict:
+async def scrape_histograms(client: httpx.AsyncClient, url: str) -> tuple[dict, dict]:
+    """(batch sizes, seconds per model call) from /metrics; empty when the server has none."""
     try:
         r = await client.get(f"{url}/metrics")
         r.raise_for_status()
     except httpx.HTTPError:
-        return {}
-    return parse_histogram(r.text, BATCH_METRIC)
+        return {}, {}
+    return parse_histogram(r.text, BATCH_METRIC), parse_histogram(r.text, CALL_SECONDS_METRIC)
 
 
 async def run_level(client: httpx.AsyncClient, url: str, payloads: list[tuple[str, bytes]], concurrency: int,
                     requests: int | None, duration_s: float | None, profile: str, files_per_request: int,
                     headers: dict[str, str], backoff: bool = False) -> LevelResult:
     """Closed-loop load at one concurrency; stops at `requests` sent or `duration_s` elapsed."""
-    before = await scrape_batches(client, url)
+    before, before_s = await scrape_histograms(client, url)
     latencies: list[float] = []
     statuses: dict[str, int] = {}
     counter = 0
@@ -105,7 +108,7 @@ async def run_level(client: httpx.AsyncClient, url: str, payloads: list[tuple[st
     t0 = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     wall = time.perf_counter() - t0
-    after = await scrape_batches(client, url)
+    after, after_s = await scrape_histograms(client, url)
     ms = [x * 1000 for x in latencies]
     return LevelResult(
         concurrency=concurrency, requests=sent, ok=len(latencies), images=images_ok, wall_s=round(wall, 3),
@@ -113,6 +116,7 @@ async def run_level(client: httpx.AsyncClient, url: str, payloads: list[tuple[st
         p50_ms=round(percentile(ms, 50), 1), p95_ms=round(percentile(ms, 95), 1), p99_ms=round(percentile(ms, 99), 1),
         mean_ms=round(sum(ms) / len(ms), 1) if ms else float("nan"),
         statuses=dict(sorted(statuses.items())), batches=histogram_delta(before, after),
+        call_ms={k: round(1000 * v["mean_size"], 1) for k, v in histogram_delta(before_s, after_s).items()},
     )
 
 
@@ -163,10 +167,13 @@ def to_markdown(report: dict) -> str:
     for lv in report["levels"]:
         det = lv["batches"].get(_stage_key(lv["batches"], "det"), {})
         rec = lv["batches"].get(_stage_key(lv["batches"], "rec"), {})
+        calls = lv.get("call_ms", {})  # absent in reports written before it was recorded
+        statuses = ", ".join(f"{k}:{v}" for k, v in lv["statuses"].items())
         rows.append([lv["concurrency"], lv["requests"], lv["images_per_s"], lv["p50_ms"], lv["p95_ms"], lv["p99_ms"],
-                     _mean(det), _mean(rec), ", ".join(f"{k}:{v}" for k, v in lv["statuses"].items())])
-    table = markdown_table(["concurrency", "requests", "images/s", "p50 ms", "p95 ms", "p99 ms",
-                            "mean det batch", "mean rec batch", "statuses"], rows)
+                     _mean(det), _mean(rec), calls.get(_stage_key(calls, "det"), "-"),
+                     calls.get(_stage_key(calls, "rec"), "-"), statuses])
+    table = markdown_table(["concurrency", "requests", "images/s", "p50 ms", "p95 ms", "p99 ms", "mean det batch",
+                            "mean rec batch", "ms per det call", "ms per rec call", "statuses"], rows)
     return f"{table}\n\nMachine: {report['machine']}. Server: {report['url']}.\n"
 
 

@@ -4,6 +4,8 @@ Separates model/provider cost from pipeline cost (pre/post-processing, batching)
 
     python bench/session_timing.py --model-dir models/base --providers cuda cpu
     python bench/session_timing.py --models det.onnx det_int8.onnx --repeats 10   # float vs int8 detector on CPU
+    python bench/session_timing.py --providers cuda cpu --cpu-arena on off --det-shapes 1x3x768x768 \
+        --rec-shapes 4x3x48x320   # the service's GPU sessions (arena off before 2026-11-27) vs arena on
 """
 from __future__ import annotations
 
@@ -47,15 +49,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--models", nargs="+", default=["det.onnx", "rec.onnx"],
                     help="files in --model-dir; names starting with det get detector shapes, others rec shapes")
+    ap.add_argument("--cpu-arena", nargs="+", choices=["on", "off"], default=["on"],
+                    help="onnxruntime CPU memory arena setting(s) to time, each in its own session")
+    ap.add_argument("--det-shapes", nargs="+", type=parse_shape, default=DET_SHAPES, help="e.g. 1x3x768x768")
+    ap.add_argument("--rec-shapes", nargs="+", type=parse_shape, default=REC_SHAPES, help="e.g. 4x3x48x320")
     args = ap.parse_args(argv)
-    for model in args.models:
-        shapes = DET_SHAPES if model.startswith("det") else REC_SHAPES
-        sess, used = create_session(args.model_dir / model, args.providers, intra_threads=args.threads)
-        print(f"{model} on {used}")
-        for shape in shapes:
-            first, median = time_runs(sess, shape, args.repeats)
-            print(f"  {str(shape):>22}  first {first:9.1f} ms   median {median:9.2f} ms")
+    for arena in args.cpu_arena:
+        for model in args.models:
+            shapes = args.det_shapes if model.startswith("det") else args.rec_shapes
+            sess, used = create_session(args.model_dir / model, args.providers, intra_threads=args.threads,
+                                        cpu_mem_arena=arena == "on")
+            print(f"{model} on {used}, CPU arena {arena}")
+            for shape in shapes:
+                first, median = time_runs(sess, shape, args.repeats)
+                print(f"  {str(shape):>22}  first {first:9.1f} ms   median {median:9.2f} ms")
     return 0
+
+
+def parse_shape(spec: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in spec.lower().split("x"))
 
 
 if __name__ == "__main__":

@@ -313,6 +313,7 @@ def test_load_bench_reads_batches(entrypoint_server: str) -> None:
         det = lv["batches"]["base/det"]
         assert det["calls"] >= 1 and 1 <= det["mean_size"] <= 2
         assert sum(det["buckets"].values()) == det["calls"]
+        assert lv["call_ms"]["base/det"] > 0 and lv["call_ms"]["base/rec"] > 0  # where the time goes, per stage
     assert "| 1 | 2 |" in load.to_markdown(report)
 
 

@@ -87,10 +87,11 @@ class Settings(BaseSettings):
         "CPU-only (two calls side by side use the cores better than one spread over all of them; a lone request "
         "still gets every intra-op thread), 1 on GPU.",
     )
-    cpu_mem_arena: bool = Field(
-        False,
-        description="onnxruntime CPU memory arena. Off by default: the arena keeps its peak (largest det shapes, "
-        "biggest batches) for the life of the process.",
+    cpu_mem_arena: bool | None = Field(
+        None,
+        description="onnxruntime CPU memory arena. Unset: off when every session is CPU-only (the arena keeps its "
+        "peak, and exact det shapes vary with every image size), on with accelerators (static shapes bound the "
+        "peak, and onnxruntime's default is what the GPU timings in bench/README were measured with).",
     )
     retry_after_s: int = Field(1, ge=0, description="Retry-After header value sent with 503 responses.")
 
