@@ -240,7 +240,7 @@ class ModelRunner:
         assert pipeline is not None
         det_shapes = self.warmup_det_shapes()
         det_s, rec_s = pipeline.warm_up(det_shapes)
-        # first calls carry one-off initialisation: the largest det shape's time is a conservative det seed
+        # the slowest det shape's single-image time (a second call on accelerators) is a conservative det seed
         self.warm_det_s, self.warm_rec_s = det_s, rec_s
         self.drain = DrainTimer(self.warm_det_s + self.crops_per_image * self.warm_rec_s)
         log.info("warmed up %s: det shapes %s x batches %s, rec widths %s x batches %s in %.2f s", self.name,
