@@ -17,7 +17,7 @@ import logging
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -225,24 +225,28 @@ class OcrPipeline:
             blank = DetInput(np.zeros((3, h, w), np.float32), (h, w), np.zeros((h, w, 3), np.uint8), 0, (1.0, 1.0),
                              (h, w))
             for size in det_batch_ladder_for((h, w), self.det_batch_ladder) or (1,):
-                started = time.perf_counter()
-                self.run_det([blank] * size)
                 if size == 1:
-                    if self.static_shapes:  # accelerators: the first call of a shape is not what later calls cost
-                        started = time.perf_counter()
-                        self.run_det([blank])
-                    det_s.append(time.perf_counter() - started)
+                    det_s.append(self._single_call_seconds(lambda: self.run_det([blank])))
+                else:
+                    self.run_det([blank] * size)
         for width in self.rec_width_buckets:
             for size in self.rec_batch_ladder or (1,):
                 batch = RecBatch(np.zeros((size, 3, self.rec_height, width), np.float32), list(range(size)))
-                started = time.perf_counter()
-                self.decode([batch], [self.run_rec(batch)])
                 if size == 1:
-                    if self.static_shapes:
-                        started = time.perf_counter()
-                        self.decode([batch], [self.run_rec(batch)])
-                    rec_s.append(time.perf_counter() - started)
+                    rec_s.append(self._single_call_seconds(lambda: self.decode([batch], [self.run_rec(batch)])))
+                else:
+                    self.decode([batch], [self.run_rec(batch)])
         return max(det_s, default=0.0), sum(rec_s) / max(len(rec_s), 1)
+
+    def _single_call_seconds(self, call: Callable[[], object]) -> float:
+        """Seconds ``call`` takes; with static shapes on its second run, since on accelerators the first call of a
+        shape is not what later calls cost."""
+        started = time.perf_counter()
+        call()
+        if self.static_shapes:
+            started = time.perf_counter()
+            call()
+        return time.perf_counter() - started
 
     # ---- end to end -------------------------------------------------------------------------
     def read_batch(self, images: Sequence[ImageLike], det_limit: tuple[int, str] | None = None

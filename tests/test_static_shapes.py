@@ -6,6 +6,9 @@ every (batch, width) shape the batchers can produce.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 import pytest
 
@@ -39,6 +42,23 @@ def test_batch_ladder_and_padding():
     assert pad_batch(x, ()) is x
 
 
+@contextmanager
+def recorded_shapes(session) -> Iterator[list[tuple[int, ...]]]:
+    """Input shapes of every ``session.run`` call inside the block."""
+    calls: list[tuple[int, ...]] = []
+    real_run = session.run
+
+    def spy(outputs, feeds):
+        calls.append(next(iter(feeds.values())).shape)
+        return real_run(outputs, feeds)
+
+    session.run = spy
+    try:
+        yield calls
+    finally:
+        session.run = real_run
+
+
 @pytest.fixture(scope="module")
 def static_pipeline(base_model_dir):
     from service.pipeline import OcrPipeline
@@ -58,18 +78,8 @@ def test_padded_batches_read_the_same_text(base_pipeline, static_pipeline):
     texts = ["INVOICE 2024-00123", "TOTAL 1,234.56", "ABC-1234"]  # 3 crops: padded to a batch of 4
     crops = [to_bgr_array(render_text_line(t, font=DEJAVU_SANS, height=40)) for t in texts]
     batches = static_pipeline.prepare_rec(crops)
-    calls: list[tuple[int, ...]] = []
-    real_run = static_pipeline.rec_session.run
-
-    def spy(outputs, feeds):
-        calls.append(next(iter(feeds.values())).shape)
-        return real_run(outputs, feeds)
-
-    static_pipeline.rec_session.run = spy
-    try:
+    with recorded_shapes(static_pipeline.rec_session) as calls:
         decoded = static_pipeline.decode(batches, [static_pipeline.run_rec(b) for b in batches])
-    finally:
-        static_pipeline.rec_session.run = real_run
     assert [d.text for d in decoded] == texts
     assert all(shape[0] in static_pipeline.rec_batch_ladder for shape in calls)
     assert all(shape[3] in ACCELERATOR_WIDTH_BUCKETS for shape in calls)
@@ -122,20 +132,10 @@ def test_large_det_shapes_run_one_image_per_call(static_pipeline, monkeypatch):
     assert det_batch_ladder_for((1280, 2048), ()) == ()
     page = np.asarray(square_doc(("ONE AT A TIME",)))
     inputs = [static_pipeline.prepare_det(page)] * 2
-    calls: list[tuple[int, ...]] = []
-    real_run = static_pipeline.det_session.run
-
-    def spy(outputs, feeds):
-        calls.append(next(iter(feeds.values())).shape)
-        return real_run(outputs, feeds)
-
-    static_pipeline.det_session.run = spy
-    try:
+    with recorded_shapes(static_pipeline.det_session) as calls:
         batched = static_pipeline.run_det(inputs)
         monkeypatch.setattr(static_shapes, "LARGE_DET_PIXELS", 0)  # now every shape counts as large
         single = static_pipeline.run_det(inputs)
-    finally:
-        static_pipeline.det_session.run = real_run
     assert [c[0] for c in calls] == [4, 1, 1]  # 2 images padded to 4, then one call per image
     assert all(np.allclose(a, b, atol=1e-5) for a, b in zip(batched, single))
 

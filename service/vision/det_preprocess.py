@@ -63,14 +63,17 @@ def _round32(v: float) -> int:
     return int(round(v / 32) * 32)
 
 
+def _scaled32(h: int, w: int, ratio: float) -> tuple[int, int]:
+    """h x w scaled by ``ratio``, each side rounded to a multiple of 32 (at least 32), as rapidocr does."""
+    return max(_round32(int(h * ratio)), 32), max(_round32(int(w * ratio)), 32)
+
+
 def bounded_size(h: int, w: int, min_side: int, max_side: int) -> tuple[int, int]:
     """Size of the work image `bound_image` makes from an h x w image (shape arithmetic only)."""
     if max(h, w) > max_side:
-        r = max_side / max(h, w)
-        h, w = max(_round32(int(h * r)), 32), max(_round32(int(w * r)), 32)
+        h, w = _scaled32(h, w, max_side / max(h, w))
     if min(h, w) < min_side:
-        r = min_side / min(h, w)
-        h, w = max(_round32(int(h * r)), 32), max(_round32(int(w * r)), 32)
+        h, w = _scaled32(h, w, min_side / min(h, w))
     return h, w
 
 
@@ -121,7 +124,7 @@ def det_resize_shape(h: int, w: int, limit_side_len: int, limit_type: str,
         raise ValueError(f"limit_type must be 'min' or 'max', got {limit_type!r}")
     if max_upscale is not None:
         ratio = min(ratio, max(float(max_upscale), 1e-6))
-    return max(_round32(int(h * ratio)), 32), max(_round32(int(w * ratio)), 32)
+    return _scaled32(h, w, ratio)
 
 
 def det_input_size(h: int, w: int, cfg: DetPreprocessConfig) -> tuple[int, int]:
