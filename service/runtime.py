@@ -38,9 +38,25 @@ def resolve_providers(requested: Sequence[str] | None = None, available: Sequenc
         raise ValueError(f"unsupported providers {unknown}; choose from {list(_ORDER)}")
     for p in wanted:
         if p not in available and p != CPU:
-            log.warning("provider %s requested but not available in this onnxruntime build (%s)", p, available)
+            _report_missing(p, available, explicit=requested is not None)
     chosen = [p for p in _ORDER if p in wanted and p in available and p != CPU]
     return chosen + [CPU]
+
+
+_reported_missing: set[tuple[str, bool]] = set()
+
+
+def _report_missing(provider: str, available: Sequence[str], explicit: bool) -> None:
+    """Say once per process that a provider is missing: a warning when the caller asked for it by name, an info
+    line when it was only the default's first choice (a CPU-only install is a normal deployment). Every session
+    and every bundle resolves providers, and a start-up log with the same warning eight times hides real ones."""
+    if (provider, explicit) in _reported_missing:
+        return
+    _reported_missing.add((provider, explicit))
+    if explicit:
+        log.warning("provider %s requested but not available in this onnxruntime build (%s)", provider, available)
+    else:
+        log.info("no %s in this onnxruntime build (%s); running on CPU", provider, available)
 
 
 def provider_options(provider: str, trt_cache_dir: str | Path | None = None, trt_fp16: bool = False,

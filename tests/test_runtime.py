@@ -4,6 +4,7 @@ from pathlib import Path
 import onnxruntime as ort
 import pytest
 
+import service.runtime as runtime
 from service.runtime import CPU, CUDA, TRT, create_session, resolve_providers, session_options
 
 
@@ -23,7 +24,8 @@ def test_session_options_threads():
 
 
 @pytest.mark.skipif(CUDA in ort.get_available_providers(), reason="tests the CPU fallback path")
-def test_requesting_cuda_on_a_cpu_build_falls_back_with_a_warning(base_model_dir, caplog):
+def test_requesting_cuda_on_a_cpu_build_falls_back_with_a_warning(base_model_dir, caplog, monkeypatch):
+    monkeypatch.setattr(runtime, "_reported_missing", set())
     with caplog.at_level(logging.WARNING, logger="service.runtime"):
         sess, obtained = create_session(base_model_dir / "rec.onnx", providers=["cuda"], intra_threads=1)
     assert obtained == [CPU] and sess.get_providers() == [CPU]
@@ -64,3 +66,17 @@ def test_bundles_that_reuse_a_model_file_share_one_session(tmp_path):
     assert plate.rec_session is base.rec_session and plate.det_session is id_docs.det_session
     assert plate.det_session is not base.det_session  # int8 copy on CPU, float for the reference bundle
     assert other_threads.det_session is not plate.det_session  # different options, different session
+
+
+def test_a_missing_provider_is_reported_once_and_only_warned_about_when_asked_for(caplog, monkeypatch):
+    monkeypatch.setattr(runtime, "_reported_missing", set())
+    with caplog.at_level(logging.INFO, logger="service.runtime"):
+        for _ in range(3):
+            assert resolve_providers(None, [CPU]) == [CPU]  # the default: CUDA if there is one
+    assert [r.levelno for r in caplog.records] == [logging.INFO]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="service.runtime"):
+        for _ in range(3):
+            assert resolve_providers(["cuda"], [CPU]) == [CPU]
+    assert [r.levelno for r in caplog.records] == [logging.WARNING]
+    assert CUDA in caplog.records[0].getMessage()
