@@ -336,3 +336,21 @@ def test_soak_bench_samples_rss_and_refuses_a_soak_of_refusals(entrypoint_server
     assert soak.verdict(run["samples"], 2, 10.0, run["statuses"], 0.9)["passed"]
     refused = soak.verdict(run["samples"], 2, 10.0, {"200": 24, "503": 4976}, 0.9)
     assert refused["ok_share"] == 0.0048 and not refused["exercised"] and not refused["passed"]
+
+
+def test_pipeline_bench_times_every_stage_of_the_real_read_batch(base_model_dir: Path) -> None:
+    """bench/pipeline_throughput.py's stage timers wrap the pipeline's own stage methods: a read through the
+    unchanged read_batch fills every stage, and the stages add up to no more than the read."""
+    sys.path.insert(0, str(REPO / "bench"))
+    import pipeline_throughput
+
+    from service.pipeline import OcrPipeline
+
+    pipe = OcrPipeline.from_dir(base_model_dir, providers=["cpu"], intra_threads=1)
+    seconds = pipeline_throughput.time_stages(pipe)
+    started = time.perf_counter()
+    lines = pipe.read_batch([text_image("AB 123"), text_image("CD 456")])
+    wall = time.perf_counter() - started
+    assert [len(r) for r in lines] == [1, 1]
+    assert set(seconds) == set(pipeline_throughput.STAGES)
+    assert all(v > 0 for v in seconds.values()) and sum(seconds.values()) <= wall
