@@ -116,6 +116,16 @@ def test_emblem_read_as_a_leading_letter_is_dropped_and_colon_kept_for_czech() -
     assert f["plate"] == "1B19839" and f["country_guess"] == "CZ"
 
 
+@pytest.mark.parametrize(("raw", "plate"), [
+    ("4ASC7399", "ASC7399"),  # a state graphic read as a digit: 8 characters, the rest an exact LLL-DDDD
+    ("7DD12AB", "7DD12AB"),  # 7 characters: a US plate, though 'DD12AB' alone would fit a Dutch layout
+    ("48ASC739", "48ASC739"),  # 8 characters whose rest fits no fixed layout: kept as read
+])
+def test_leading_digit_is_dropped_only_from_one_character_too_many(raw: str, plate: str) -> None:
+    f = get_profile("plate").extract_fields([line(raw, 225, 201, 350, 235)], (576, 432))
+    assert f["plate"] == plate
+
+
 @pytest.mark.parametrize(("raw", "key", "display"), [("RK0565AV", "RK565AV", "RK-565AV"),
                                                       ("RKO069AV", "RK069AV", "RK-069AV")])
 def test_separator_read_as_an_extra_o_or_0_is_dropped(raw: str, key: str, display: str) -> None:
@@ -125,8 +135,9 @@ def test_separator_read_as_an_extra_o_or_0_is_dropped(raw: str, key: str, displa
     assert (f["plate"], f["plate_display"], f["country_guess"]) == (key, display, "SK")
 
 
-@pytest.mark.parametrize("raw", ["6LSU2163", "4ASC7399", "RK-0565AV", "AB0C1234"])
+@pytest.mark.parametrize("raw", ["RK-0565AV", "AB0C1234", "1234ABCD"])
 def test_extra_characters_elsewhere_are_not_dropped(raw: str) -> None:
-    """Only at a separator position, only O/0/I/1, only with no separator read: US plates of 8 characters stay."""
+    """Only at a separator position, only O/0/I/1, only with no separator read: other 8-9 character reads stay
+    (a leading digit before an exact 7-character layout is the leading-glyph rule's case, tested above)."""
     f = get_profile("plate").extract_fields([line(raw, 225, 201, 350, 235)], (576, 432))
     assert f["plate"] == plate_key(raw)

@@ -176,9 +176,11 @@ _TIMESTAMP = re.compile(r"(?<![A-Z0-9])\d{1,2}:\d{2}(?::\d{2})?(?![A-Z0-9])|\d{4
 
 def _drop_leading_glyph(raw: str) -> str | None:
     """'RRK:346AL' -> 'RK:346AL': an emblem or band read as one extra leading letter, kept only when the rest
-    is a fixed-layout plate without any fix."""
+    is a fixed-layout plate without any fix. A state graphic at the left edge may read as a digit instead
+    ('4ASC7399', the Arizona cactus): that is dropped only from 8 characters, one more than every fixed layout
+    has, since a 7-character US plate minus its first digit can fit a 6-character Dutch layout by chance."""
     key = plate_key(raw)
-    if len(key) < 6 or not key[0].isalpha():
+    if len(key) < 6 or not (key[0].isalpha() or (key[0].isdigit() and len(key) == 8)):
         return None
     rest = raw.strip()[1:]
     m = match_plate(rest)
