@@ -38,6 +38,9 @@ class ModelManifest(BaseModel):
     det_thresh: float = 0.3
     det_box_thresh: float = 0.5
     det_unclip_ratio: float = 1.6
+    det_output_unclip_ratio: float | None = Field(
+        None, description="DB growth of the polygons the service returns (None = det_unclip_ratio, what the "
+                          "recognizer's crops use); lower hugs the text")
     det_max_upscale: float | None = Field(
         None, description="cap on the detector resize ratio (small photos are not blown up past it); None = rapidocr")
     det_buckets: tuple[int, ...] | None = Field(

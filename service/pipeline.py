@@ -25,7 +25,7 @@ from service.model_bundle import ModelBundle
 from service.runtime import CPU, resolve_providers, shared_session
 from service.vision.crop import crop_quad, crop_size, reading_order
 from service.vision.ctc import Decoded, ctc_greedy_decode
-from service.vision.db_postprocess import DBConfig, db_boxes
+from service.vision.db_postprocess import DBConfig, db_line_boxes
 from service.vision.det_preprocess import (
     DetInput,
     DetPreprocessConfig,
@@ -90,7 +90,8 @@ class OcrPipeline:
         self.bundle = bundle
         self.classes = bundle.classes
         self.db_config = db_config or DBConfig(thresh=m.det_thresh, box_thresh=m.det_box_thresh,
-                                               unclip_ratio=m.det_unclip_ratio)
+                                               unclip_ratio=m.det_unclip_ratio,
+                                               output_unclip_ratio=m.det_output_unclip_ratio)
         self.text_score = m.text_score if text_score is None else text_score
         self.rec_height = m.rec_height
         resolved = resolve_providers(providers)
@@ -156,15 +157,16 @@ class OcrPipeline:
         return out  # type: ignore[return-value]
 
     def boxes(self, inp: DetInput, prob: np.ndarray) -> Detections:
-        """DB post-process, reading order, and mapping to original image coordinates."""
-        work_quads, scores = db_boxes(prob, inp.work.shape[:2], self.db_config)
+        """DB post-process, reading order, and mapping to original image coordinates (the output polygons may hug
+        the text more tightly than the crops, see DBConfig.output_unclip_ratio)."""
+        work_quads, output_quads, scores = db_line_boxes(prob, inp.work.shape[:2], self.db_config)
         if self.rec_min_side > 0 and len(work_quads):
             keep = [i for i, q in enumerate(work_quads) if min(crop_size(q)) >= self.rec_min_side]
-            work_quads, scores = work_quads[keep], [scores[i] for i in keep]
+            work_quads, output_quads, scores = work_quads[keep], output_quads[keep], [scores[i] for i in keep]
         order = reading_order(work_quads)
-        work_quads = work_quads[order]
+        work_quads, output_quads = work_quads[order], output_quads[order]
         scores = [scores[i] for i in order]
-        quads = work_quads.astype(np.float64).copy()
+        quads = output_quads.astype(np.float64).copy()
         quads[:, :, 1] -= inp.pad_top
         quads[:, :, 0] *= inp.ratio_hw[1]
         quads[:, :, 1] *= inp.ratio_hw[0]

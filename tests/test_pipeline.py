@@ -195,3 +195,22 @@ def test_cpu_memory_arena_default_follows_the_providers(base_model_dir, monkeypa
     OcrPipeline.from_dir(base_model_dir, providers=["cuda", "cpu"], cpu_mem_arena=None)
     OcrPipeline.from_dir(base_model_dir, providers=["cuda", "cpu"], cpu_mem_arena=False)
     assert arenas == [False, False, True, True, False, False]
+
+
+def test_tight_output_boxes_change_the_polygons_not_the_reading(base_pipeline, base_model_dir, page_and_lines):
+    """A bundle's det_output_unclip_ratio: same crops, so the same text and confidences; each returned polygon
+    lies within the crop's and sits closer to the rendered line (what the invoice bundle ships with, 1.3)."""
+    from dataclasses import replace
+
+    from service.pipeline import OcrPipeline
+
+    page, lines = page_and_lines
+    tight = OcrPipeline.from_dir(base_model_dir, providers=["cpu"])
+    tight.db_config = replace(tight.db_config, output_unclip_ratio=1.3)
+    tight_lines = tight.read(page.image)
+    assert [(ln.text, ln.confidence) for ln in tight_lines] == [(ln.text, ln.confidence) for ln in lines]
+    for wide, narrow, gt in zip(lines, tight_lines, page.boxes):
+        assert Polygon(narrow.polygon).within(Polygon(wide.polygon).buffer(1.0))
+        assert Polygon(narrow.polygon).area < Polygon(wide.polygon).area and _iou(narrow.polygon, gt) > 0.5
+    mean_iou = lambda found: np.mean([_iou(ln.polygon, gt) for ln, gt in zip(found, page.boxes)])  # noqa: E731
+    assert mean_iou(tight_lines) > mean_iou(lines)

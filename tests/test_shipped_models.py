@@ -35,3 +35,13 @@ def test_every_shipped_model_dir_has_a_card_with_its_command_and_metrics():
         assert card.is_file(), f"{manifest.parent.name} has no MODEL_CARD.md"
         text = card.read_text(encoding="utf-8")
         assert "## Command" in text and "## Metrics" in text and "python -m training" in text, card
+
+
+def test_only_the_invoice_bundle_returns_text_hugging_boxes_and_its_pipeline_uses_them():
+    from service.pipeline import OcrPipeline
+
+    ratios = {m.parent.name: ModelBundle(m.parent).manifest.det_output_unclip_ratio
+              for m in sorted(MODELS.glob("*/model.json"))}
+    assert ratios == {"base": None, "domains": None, "id": None, "invoice": 1.3, "plate": None}
+    config = OcrPipeline.from_dir(MODELS / "invoice", providers=["cpu"], intra_threads=1).db_config
+    assert (config.unclip_ratio, config.output_unclip_ratio) == (1.6, 1.3)  # crops keep the recognizer's margin

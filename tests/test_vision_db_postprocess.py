@@ -2,7 +2,16 @@ import numpy as np
 from PIL import Image, ImageDraw
 from shapely.geometry import Polygon
 
-from service.vision.db_postprocess import DBConfig, binarize, box_score, db_boxes, mini_box, order_clockwise, unclip
+from service.vision.db_postprocess import (
+    DBConfig,
+    binarize,
+    box_score,
+    db_boxes,
+    db_line_boxes,
+    mini_box,
+    order_clockwise,
+    unclip,
+)
 
 
 def _iou(a, b) -> float:
@@ -55,6 +64,22 @@ def test_rotated_text_and_rescaling_to_destination():
     assert _iou(quad * 2, quads[0]) > 0.9
     q = quads[0]
     assert q[0, 0] < q[1, 0] and q[0, 1] < q[3, 1]  # tl, tr, br, bl order
+
+
+def test_output_boxes_hug_the_text_while_crops_keep_the_margin():
+    """Text drawn 40 px tall with a kernel made for a 1.3 growth: the crop (1.6) is taller than the text, the output
+    box (1.3) lands on it; both come from the same kernel, in the same order, one each."""
+    texts = [np.array([[40, 30], [400, 30], [400, 70], [40, 70]]),
+             np.array([[60, 120], [100, 120], [100, 150], [60, 150]])]  # a short token: where IoU suffers most
+    prob = _prob_map((320, 640), [_shrunk(t, 1.3) for t in texts])
+    crops, outputs, scores = db_line_boxes(prob, (320, 640), DBConfig(output_unclip_ratio=1.3))
+    assert crops.shape == outputs.shape == (2, 4, 2) and len(scores) == 2
+    for t, crop, out in zip(texts, crops, outputs):
+        assert Polygon(out).within(Polygon(crop).buffer(0.5))
+        assert _iou(t, out) > 0.85 and _iou(t, out) > _iou(t, crop) + 0.1
+    same_crops, same_outputs, _ = db_line_boxes(prob, (320, 640), DBConfig())  # unset: one box for both uses
+    assert same_outputs is same_crops and np.array_equal(same_crops, crops)
+    assert np.array_equal(db_boxes(prob, (320, 640), DBConfig(output_unclip_ratio=1.3))[0], crops)
 
 
 def test_low_score_and_tiny_components_are_dropped():
