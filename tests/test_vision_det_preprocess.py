@@ -87,3 +87,14 @@ def test_no_buckets_keeps_the_exact_shape():
     inp = prepare_det_input(np.full((720, 1280, 3), 255, np.uint8), cfg)
     assert inp.valid_hw == (736, 1312) and inp.bucket == (736, 1312) and inp.tensor.shape == (3, 736, 1312)
     assert bucket_shape(736, 1312, ()) == (736, 1312)
+
+
+def test_normalize_table_lookup_is_bit_identical_to_the_arithmetic():
+    img = np.random.default_rng(3).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    for mean, std in [((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)), ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))]:
+        x = img.astype(np.float32) * np.float32(1 / 255.0)
+        expected = ((x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)).transpose(2, 0, 1)
+        got = normalize(img, mean, std)
+        np.testing.assert_array_equal(got, expected)
+        assert got.flags.c_contiguous
+    np.testing.assert_allclose(normalize(img.astype(np.float32), (0.5,) * 3, (0.5,) * 3), normalize(img, (0.5,) * 3, (0.5,) * 3))

@@ -284,12 +284,11 @@ def decode_image(upload: UploadedFile, index: int, max_pixels: int) -> DecodedIm
     except Exception:  # truncated / corrupt data surfaces as many different exception types in Pillow
         raise ApiError(400, "invalid_image", f"{label}: image data is corrupt or truncated") from None
     try:
-        oriented = ImageOps.exif_transpose(img)
+        ImageOps.exif_transpose(img, in_place=True)  # our own copy: no second image when it is already upright
     except Exception:  # a broken EXIF block must not lose the image
         log.debug("ignoring unreadable EXIF orientation for %s", label)
-        oriented = img
     try:
-        rgb = _to_rgb(oriented)
+        rgb = _to_rgb(img)
     except Exception:
-        raise ApiError(415, "unsupported_image_format", f"{label}: pixel mode {oriented.mode} not supported") from None
+        raise ApiError(415, "unsupported_image_format", f"{label}: pixel mode {img.mode} not supported") from None
     return DecodedImage(rgb, upload.filename, rgb.width, rgb.height)
