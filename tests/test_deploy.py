@@ -15,15 +15,18 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from io import BytesIO
 from pathlib import Path
 
 import httpx
+import onnxruntime as ort
 import pytest
 import yaml
 
 from service.api.config import Settings
+from service.runtime import create_session
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILES = {"gpu": REPO / "docker" / "Dockerfile.gpu", "cpu": REPO / "docker" / "Dockerfile.cpu"}
@@ -354,3 +357,33 @@ def test_pipeline_bench_times_every_stage_of_the_real_read_batch(base_model_dir:
     assert [len(r) for r in lines] == [1, 1]
     assert set(seconds) == set(pipeline_throughput.STAGES)
     assert all(v > 0 for v in seconds.values()) and sum(seconds.values()) <= wall
+
+
+def test_session_timing_runs_calls_side_by_side(base_model_dir: Path, capsys) -> None:
+    """bench/session_timing.py --in-flight: N threads really call one session at once (a worker that fails would
+    leave its calls out of the per-row time), and the report has one line per (threads, shape, in-flight) case."""
+    sys.path.insert(0, str(REPO / "bench"))
+    import session_timing
+
+    calls = []
+    real_run = ort.InferenceSession.run
+
+    class CountingSession:
+        def __init__(self, sess) -> None:
+            self._sess = sess
+
+        def get_inputs(self):
+            return self._sess.get_inputs()
+
+        def run(self, *args, **kwargs):
+            calls.append(threading.get_ident())
+            return real_run(self._sess, *args, **kwargs)
+
+    sess, _ = create_session(base_model_dir / "rec.onnx", ["cpu"], intra_threads=1)
+    per_row = session_timing.time_in_flight(CountingSession(sess), (2, 3, 48, 80), repeats=3, in_flight=2)
+    assert per_row > 0 and len(calls) == 1 + 2 * 3 and len(set(calls[1:])) == 2
+    assert session_timing.main(["--model-dir", str(base_model_dir), "--models", "rec.onnx", "--threads", "1", "2",
+                                "--rec-shapes", "1x3x48x80", "--repeats", "1", "--in-flight", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("1 intra-op thread(s)") == 1 and out.count("2 intra-op thread(s)") == 1
+    assert out.count("2 call(s) in flight") == 2 and out.count("per row") == 4
