@@ -88,11 +88,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{model} on {used}, CPU arena {arena}, {threads} intra-op thread(s)")
                 for shape in shapes:
                     first, median = time_runs(sess, shape, args.repeats)
-                    print(f"  {str(shape):>22}  first {first:9.1f} ms   median {median:9.2f} ms"
+                    print(f"  {shape!s:>22}  first {first:9.1f} ms   median {median:9.2f} ms"
                           f"   per row {median / shape[0]:8.2f} ms")
                     for n in args.in_flight:
                         per_row = time_in_flight(sess, shape, args.repeats, n)
-                        print(f"  {str(shape):>22}  {n} call(s) in flight: {per_row:8.2f} ms per row (wall clock)")
+                        print(f"  {shape!s:>22}  {n} call(s) in flight: {per_row:8.2f} ms per row (wall clock)")
     return 0
 
 
