@@ -131,7 +131,7 @@ def animated_gif(size: tuple[int, int] = (40, 30), frames: int = 3) -> bytes:
 
 
 def multipage_tiff() -> bytes:
-    """Two pages of different sizes: the service must answer with the first page's size (64x32)."""
+    """Two pages of different sizes: the service must answer both, each with its own size (64x32, then 32x64)."""
     return encode(small_doc(64, 32), "TIFF", save_all=True, append_images=[small_doc(32, 64)])
 
 
@@ -204,8 +204,8 @@ def build_corpus(max_files: int, max_upload_bytes: int, max_pixels: int,
         one("ztxt_text_bomb_png", png_text_bomb(), 400, "invalid_image"),
         one("animated_gif_first_frame", animated_gif((40, 30)), 200, filename="anim.gif", content_type="image/gif",
             size=(40, 30)),
-        one("multipage_tiff_first_page", multipage_tiff(), 200, filename="pages.tif", content_type="image/tiff",
-            size=(64, 32)),
+        HostileCase("multipage_tiff_every_page", multipart([image_part(multipage_tiff(), "pages.tif", "image/tiff")]),
+                    200, None, ((64, 32), (32, 64)), ("pages.tif", "pages.tif")),
         one("cmyk_jpeg", cmyk_jpeg(), 200, filename="cmyk.jpg", content_type="image/jpeg", size=(50, 40)),
         one("png_16bit", png_16bit(), 200, size=(48, 24)),
         one("exif_orientation_6_swaps_size", exif_rotated_jpeg(60, 30, 6), 200, filename="rot.jpg",

@@ -169,3 +169,15 @@ def test_animated_gif_and_multipage_tiff_use_the_first_frame():
         red.save(buf, fmt, save_all=True, append_images=[blue])
         arr = np.asarray(decode_image(upload(buf.getvalue(), None), 0, 10**7).image)
         assert arr[8, 8, 0] > 200 and arr[8, 8, 2] < 60, fmt
+
+
+def test_a_tiff_page_is_decoded_with_its_own_size_and_pixel_check():
+    red, blue = Image.new("RGB", (16, 16), (255, 0, 0)), Image.new("RGB", (40, 30), (0, 0, 255))
+    data = encode(red, "TIFF", save_all=True, append_images=[blue])
+    second = decode_image(upload(data, None), 0, 10**7, frame=1)
+    assert (second.width, second.height) == (40, 30) and np.asarray(second.image)[5, 5, 2] > 200
+    # page 1 (16x16) fits 1000 pixels, page 2 (40x30) does not: each page is checked on its own header
+    assert decode_image(upload(data, None), 0, 1000).width == 16
+    with pytest.raises(ApiError) as info:
+        decode_image(upload(data, None), 0, 1000, frame=1)
+    assert (info.value.status, info.value.code) == (413, "image_too_large")

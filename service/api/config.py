@@ -97,7 +97,12 @@ class Settings(BaseSettings):
 
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1, description="Largest single uploaded file (bytes).")
     max_pixels: int = Field(40_000_000, ge=1, description="Largest image (width*height), checked before decoding.")
-    max_files: int = Field(16, ge=1, description="Most images per request.")
+    max_files: int = Field(16, ge=1, description="Most files per request.")
+    max_pages: int = Field(
+        32, ge=1,
+        description="Most pages per request, all files together (an image is one page; PDF and TIFF files count "
+        "every page, a PDF by the page count it declares).",
+    )
     max_request_pixels: int = Field(
         120_000_000, ge=1,
         description="Largest total width*height of all images in one request, checked from the headers before "

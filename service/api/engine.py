@@ -20,7 +20,7 @@ import math
 import time
 from collections.abc import Awaitable, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -31,16 +31,17 @@ from service.api.batching import DeadlineMissedError, MicroBatcher, QueueFullErr
 from service.api.config import Settings
 from service.api.errors import ApiError
 from service.api.metrics import Metrics
+from service.api.pages import Page, PageReader, document_results, line_out
 from service.api.schemas import (
     ImageResult,
     ModelInfo,
     ModelRef,
     OcrResponse,
-    TextLine as TextLineOut,
     Timings,
 )
 from service.api.context import current_request_id
 from service.api.uploads import DecodedImage, UploadedFile, decode_image, total_declared_pixels
+from service.documents import RenderPolicy
 from service.model_bundle import MANIFEST, sha256_file
 from service.runtime import CPU
 from service.pipeline import Detections, OcrPipeline, TextLine
@@ -389,6 +390,7 @@ class Engine:
         self.error: str | None = None
         self._task: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self.pages = PageReader(settings.max_pages)  # PDF / multi-page TIFF pages (its own single PDF thread)
 
     @property
     def runners(self) -> list[ModelRunner]:
@@ -438,6 +440,7 @@ class Engine:
             await runner.stop()
         if self._executor is not None:
             self._executor.shutdown(wait=True)
+        self.pages.close()
 
     def _overloaded(self, profile: str, exc: OverloadedError, images: int) -> ApiError:
         self.metrics.images.labels(profile=profile, outcome="rejected").inc(images)
@@ -468,8 +471,14 @@ class Engine:
         if not self.ready:
             raise ApiError(503, "not_ready", "models are loading / warming up", {"Retry-After": "1"})
 
+    def render_policy(self, runner: ModelRunner) -> RenderPolicy:
+        """PDF pages are rendered at the size this runner's detector works at (its work-image long side)."""
+        assert runner.pipeline is not None
+        return RenderPolicy(runner.pipeline.det_config.max_side_len, self.settings.max_pixels)
+
     async def ocr(
-        self, files: Sequence[UploadedFile], profile: str, min_confidence: float, return_polygons: bool
+        self, files: Sequence[UploadedFile], profile: str, min_confidence: float, return_polygons: bool,
+        force_ocr: bool = False,
     ) -> OcrResponse:
         runner = self.by_profile[profile]
         profile_impl = self.profile_impls[profile]
@@ -479,35 +488,42 @@ class Engine:
             raise ApiError(413, "request_too_many_pixels",
                            f"images total {declared} pixels, over the {s.max_request_pixels}-pixel request limit")
         budget = s.admission_budget * s.request_timeout_s if s.admission_control else None
-        token = request_deadline.set(time.monotonic() + s.request_timeout_s)
+        deadline = time.monotonic() + s.request_timeout_s
+        token = request_deadline.set(deadline)
+        pages: list[Page] = []
         try:
-            with runner.admitted(len(files), budget) as ticket:
-                async with asyncio.timeout(s.request_timeout_s):
-                    images = await _all_or_nothing(
-                        [asyncio.to_thread(self._timed_decode, f, i, s.max_pixels) for i, f in enumerate(files)]
-                    )
-                    results = await _all_or_nothing(
-                        [self._one(runner, image, ms, profile_impl, min_confidence, return_polygons, ticket)
-                         for image, ms in images]
-                    )
+            async with asyncio.timeout(s.request_timeout_s), \
+                    self.pages.open(files, self.render_policy(runner), force_ocr, deadline) as opened:
+                pages = opened.pages
+                # admission counts the pages the models must read (a PDF text-layer page costs milliseconds)
+                admitted = runner.admitted(opened.model_pages, budget) if opened.model_pages else nullcontext()
+                with admitted as ticket:
+                    results = await _all_or_nothing(opened.readers(
+                        lambda upload, index, frame: self._timed_decode(upload, index, s.max_pixels, frame),
+                        lambda image, ms, page: self._one(runner, image, ms, profile_impl, min_confidence,
+                                                          return_polygons, ticket, page),
+                        profile_impl, min_confidence, return_polygons,
+                    ))
+                documents = await asyncio.to_thread(document_results, pages, results, profile_impl)
         except (TimeoutError, DeadlineMissedError):
-            self.metrics.images.labels(profile=profile, outcome="timeout").inc(len(files))
+            self.metrics.images.labels(profile=profile, outcome="timeout").inc(len(pages) or len(files))
             raise ApiError(504, "timeout", f"processing took longer than {s.request_timeout_s:g} s") from None
         except OverloadedError as exc:
-            raise self._overloaded(profile, exc, len(files)) from None
+            raise self._overloaded(profile, exc, len(pages) or len(files)) from None
         except QueueFullError:
-            self.metrics.images.labels(profile=profile, outcome="rejected").inc(len(files))
+            self.metrics.images.labels(profile=profile, outcome="rejected").inc(len(pages) or len(files))
             raise ApiError(503, "overloaded", "server busy: queue full, retry later",
                            {"Retry-After": str(s.retry_after_s)}) from None
         finally:
             request_deadline.reset(token)
-        self.metrics.images.labels(profile=profile, outcome="ok").inc(len(files))
+        self.metrics.images.labels(profile=profile, outcome="ok").inc(len(pages))
         return OcrResponse(
             request_id=current_request_id(),
             profile=profile,
             model=ModelRef(name=runner.name, version=runner.version),
             execution_provider=runner.providers[0] if runner.providers else "none",
             images=results,
+            documents=documents,
         )
 
     def _time_for_another_read(self, runner: ModelRunner, profile: str) -> bool:
@@ -522,18 +538,22 @@ class Engine:
         return fits
 
     @staticmethod
-    def _timed_decode(upload: UploadedFile, index: int, max_pixels: int) -> tuple[DecodedImage, float]:
+    def _timed_decode(upload: UploadedFile, index: int, max_pixels: int, frame: int = 0
+                      ) -> tuple[DecodedImage, float]:
         started = time.perf_counter()
-        image = decode_image(upload, index, max_pixels)
+        image = decode_image(upload, index, max_pixels, frame)
         return image, (time.perf_counter() - started) * 1000
 
     async def _one(
         self, runner: ModelRunner, image: DecodedImage, decode_ms: float, profile: Profile,
-        min_confidence: float, return_polygons: bool, ticket: Admission | None = None,
+        min_confidence: float, return_polygons: bool, ticket: Admission | None = None, page: Page | None = None,
     ) -> ImageResult:
+        """``page``: where the image came from; a PDF page's text-layer lines join the OCR lines there."""
         started = time.perf_counter()
         lines, det_ms, rec_ms = await runner.read(image, ticket)
         lines = [line for line in lines if line.confidence >= min_confidence]
+        if page is not None:
+            lines = page.merge(lines)
         t_fields = time.perf_counter()
         size = (image.width, image.height)
         fields = await asyncio.to_thread(profile.extract_fields, lines, size)
@@ -543,6 +563,8 @@ class Engine:
             # Outside the admission ticket (already released for this image): at most one extra read per image.
             lines2, det2_ms, rec2_ms = await runner.read(image, None, profile.second_look_det_limit)
             lines2 = [line for line in lines2 if line.confidence >= min_confidence]
+            if page is not None:
+                lines2 = page.merge(lines2)
             t_fields = time.perf_counter()
             fields2 = await asyncio.to_thread(profile.extract_fields, lines2, size)
             fields_ms += (time.perf_counter() - t_fields) * 1000
@@ -551,15 +573,13 @@ class Engine:
             self.metrics.second_looks.labels(profile=profile.name, kept=str(keep).lower()).inc()
             if keep:
                 lines, fields = lines2, fields2
+        if page is not None:
+            page.lines = list(lines)
         return ImageResult(
             filename=image.filename,
             width=image.width,
             height=image.height,
-            lines=[
-                TextLineOut(text=line.text, confidence=round(float(line.confidence), 4),
-                            polygon=[(round(x, 1), round(y, 1)) for x, y in line.polygon] if return_polygons else None)
-                for line in lines
-            ],
+            lines=[line_out(line, return_polygons) for line in lines],
             fields=fields,
             timings_ms=Timings(
                 decode=round(decode_ms, 2), det=round(det_ms, 2), rec=round(rec_ms, 2), fields=round(fields_ms, 2),

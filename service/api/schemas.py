@@ -1,7 +1,7 @@
 """Every request/response shape of the HTTP API, in one place (the OpenAPI schema is generated from these)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -37,10 +37,14 @@ class TextLine(BaseModel):
     polygon: list[tuple[float, float]] | None = Field(
         None, description="Quad [[x,y]*4] in original image pixels, clockwise from top-left; null if not requested."
     )
+    source: Literal["ocr", "pdf_text"] = Field(
+        "ocr", description="`ocr`: read by the models; `pdf_text`: taken from the PDF's own text layer (exact, "
+        "confidence 1)."
+    )
 
 
 class Timings(BaseModel):
-    decode: float = Field(..., description="Image decode + conversion, ms.")
+    decode: float = Field(..., description="Image decode + conversion (PDF: text layer + rendering), ms.")
     det: float = Field(..., description="Detection (queue wait + batched inference + post-processing), ms.")
     rec: float = Field(..., description="Recognition (queue wait + batched inference + CTC decode), ms.")
     fields: float = Field(..., description="Profile field extraction, ms.")
@@ -48,9 +52,13 @@ class Timings(BaseModel):
 
 
 class ImageResult(BaseModel):
+    """One page: an image, one page of a multi-page TIFF, or one PDF page (rendered, or read from its text layer)."""
+
     filename: str | None = Field(None, description="Filename the client sent for this part.")
-    width: int = Field(..., description="Width after EXIF orientation, px.")
-    height: int = Field(..., description="Height after EXIF orientation, px.")
+    file_index: int = Field(0, ge=0, description="Index of the uploaded file in `files` this page belongs to.")
+    page: int = Field(1, ge=1, description="1-based page number within its file (PDF page, TIFF page; 1 for an image).")
+    width: int = Field(..., description="Width after EXIF orientation, px (PDF pages: as rendered for the detector).")
+    height: int = Field(..., description="Height after EXIF orientation, px (PDF pages: as rendered for the detector).")
     lines: list[TextLine]
     fields: dict[str, Any] = Field(
         default_factory=dict,
@@ -58,6 +66,19 @@ class ImageResult(BaseModel):
         "PlateFields (schemas in components) for profile generic, invoice, id, plate.",
     )
     timings_ms: Timings
+
+
+class DocumentResult(BaseModel):
+    """One uploaded file: its page count and the profile's fields read across all its pages."""
+
+    file_index: int = Field(..., ge=0, description="Index of the file in `files`.")
+    filename: str | None = Field(None, description="Filename the client sent for this part.")
+    pages: int = Field(..., ge=1, description="Pages of the file in `images` (1 for an image).")
+    fields: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The profile's fields over the whole file, its pages read top to bottom (an invoice's total is "
+        "often on its last page); the same as the page's own fields for a one-page file.",
+    )
 
 
 class ModelRef(BaseModel):
@@ -76,6 +97,8 @@ class OcrResponse(BaseModel):
                 "images": [
                     {
                         "filename": "receipt.png",
+                        "file_index": 0,
+                        "page": 1,
                         "width": 640,
                         "height": 200,
                         "lines": [
@@ -83,12 +106,14 @@ class OcrResponse(BaseModel):
                                 "text": "TOTAL 42.50",
                                 "confidence": 0.98,
                                 "polygon": [[12.0, 30.0], [300.0, 30.0], [300.0, 70.0], [12.0, 70.0]],
+                                "source": "ocr",
                             }
                         ],
                         "fields": {},
                         "timings_ms": {"decode": 2.1, "det": 80.4, "rec": 25.0, "fields": 0.1, "total": 108.0},
                     }
                 ],
+                "documents": [{"file_index": 0, "filename": "receipt.png", "pages": 1, "fields": {}}],
             }
         }
     )
@@ -97,7 +122,10 @@ class OcrResponse(BaseModel):
     profile: str
     model: ModelRef
     execution_provider: str = Field(..., description="onnxruntime provider that ran the models.")
-    images: list[ImageResult]
+    images: list[ImageResult] = Field(..., description="Every page of every file, in upload and page order.")
+    documents: list[DocumentResult] = Field(
+        default_factory=list, description="One entry per uploaded file: page count and fields across its pages."
+    )
 
 
 class ModelInfo(BaseModel):

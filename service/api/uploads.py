@@ -6,7 +6,8 @@ is refused after ``max_upload_bytes`` + one chunk, and image bytes never touch t
 A client that stalls or trickles its body gets 408 once ``timeout_s`` / ``idle_timeout_s`` pass (slowloris: uvicorn
 itself has no body read timeout), and part headers are capped so a megabyte "filename" cannot be buffered.
 Decoding checks the pixel count from the header *before* decompressing (decompression bombs), honours EXIF
-orientation, takes the first frame of animations/multi-page files and converts any mode to 8-bit RGB.
+orientation, takes the first frame of animations (any page of a multi-page TIFF: ``frame``) and converts any mode to
+8-bit RGB. PDFs never come here: ``service.api.pages`` reads them.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from service.api.errors import ApiError
 log = logging.getLogger("ocrnet.api.uploads")
 
 FILES_FIELD = "files"
-OPTION_FIELDS = frozenset({"profile", "min_confidence", "return_polygons"})
+OPTION_FIELDS = frozenset({"profile", "min_confidence", "return_polygons", "force_ocr"})
 MAX_FIELD_BYTES = 1024
 MAX_PART_HEADER_BYTES = 8 * 1024  # all headers of one part (Content-Disposition with the filename, Content-Type)
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries, part headers and option fields on top of the file bytes
@@ -249,8 +250,9 @@ def total_declared_pixels(uploads: list[UploadedFile]) -> int:
     return total
 
 
-def decode_image(upload: UploadedFile, index: int, max_pixels: int) -> DecodedImage:
-    """Validate and decode one uploaded file (CPU-bound: call it off the event loop)."""
+def decode_image(upload: UploadedFile, index: int, max_pixels: int, frame: int = 0) -> DecodedImage:
+    """Validate and decode one uploaded file (CPU-bound: call it off the event loop); ``frame``: the page of a
+    multi-page TIFF (animations are always read at their first frame)."""
     label = _label(index, upload.filename)
     if not upload.data:
         raise ApiError(400, "empty_file", f"{label} is empty")
@@ -269,6 +271,11 @@ def decode_image(upload: UploadedFile, index: int, max_pixels: int) -> DecodedIm
             "unsupported_image_format",
             f"{label}: format {img.format} not supported (use one of {', '.join(sorted(DECODABLE_FORMATS))})",
         )
+    if frame:
+        try:
+            img.seek(frame)  # the page's own header: its size is checked below before its pixels are decoded
+        except Exception:
+            raise ApiError(400, "invalid_image", f"{label}: page {frame + 1} is corrupt or truncated") from None
     width, height = img.size
     if width <= 0 or height <= 0:
         raise ApiError(400, "invalid_image", f"{label}: image has no pixels")
@@ -277,7 +284,7 @@ def decode_image(upload: UploadedFile, index: int, max_pixels: int) -> DecodedIm
             413, "image_too_large", f"{label}: {width}x{height} is over the {max_pixels}-pixel limit"
         )
     try:
-        img.seek(0)  # first frame of animated GIF / multi-page TIFF
+        img.seek(frame)  # first frame of an animated GIF, the requested page of a multi-page TIFF
         img.load()
     except Image.DecompressionBombError:
         raise ApiError(413, "image_too_large", f"{label}: image has more than {max_pixels} pixels") from None

@@ -1,4 +1,4 @@
-"""POST /v1/ocr: multipart images in, text lines + profile fields out.
+"""POST /v1/ocr: multipart images and documents (PDF, multi-page TIFF) in, text lines + profile fields out.
 
 The body is read by :func:`service.api.uploads.read_upload_form` (streamed, limits enforced per chunk), so the
 multipart schema is declared here for OpenAPI by hand instead of via FastAPI ``File()`` parameters.
@@ -26,6 +26,7 @@ class OcrOptions(BaseModel):
     profile: str = "generic"
     min_confidence: float = Field(0.0, ge=0.0, le=1.0)
     return_polygons: bool = True
+    force_ocr: bool = False
 
 
 UPLOAD_SCHEMA_NAME = "OcrUpload"
@@ -46,7 +47,8 @@ def upload_schema(profiles: list[str], max_files: int | None = None) -> dict[str
         "properties": {
             "files": {
                 **files,
-                "description": "One or more images (JPEG, PNG, WebP, BMP, TIFF, GIF; first frame only).",
+                "description": "One or more images (JPEG, PNG, WebP, BMP, TIFF, GIF, PPM) or PDFs. Every page of a "
+                               "PDF or multi-page TIFF is answered; animations are read at their first frame.",
             },
             "profile": {"type": "string", "enum": list(profiles), "default": "generic",
                         "description": "Field extraction profile (overrides the query parameter)."},
@@ -54,6 +56,9 @@ def upload_schema(profiles: list[str], max_files: int | None = None) -> dict[str
                                "description": "Drop lines below this recognition confidence."},
             "return_polygons": {"type": "boolean", "default": True,
                                 "description": "Include each line's quad in image pixels."},
+            "force_ocr": {"type": "boolean", "default": False,
+                          "description": "OCR every PDF page, also those with a text layer (by default their own "
+                                         "text is returned, source `pdf_text`)."},
         },
     }
 
@@ -93,10 +98,12 @@ def _merge_options(query: dict[str, Any], form: dict[str, str]) -> OcrOptions:
     "/v1/ocr",
     operation_id="ocr",
     response_model=OcrResponse,
-    summary="OCR one or more images",
+    summary="OCR one or more images or documents",
     description=(
-        "Detects and recognizes text lines in each uploaded image, then extracts the profile's fields. "
-        "Concurrent requests share model batches. Options may be given as query parameters or form fields."
+        "Detects and recognizes text lines in each uploaded image and each page of a PDF or multi-page TIFF, then "
+        "extracts the profile's fields per page and per file (`documents`). PDF pages with a text layer return "
+        "their own text (`source: pdf_text`) unless `force_ocr` is set. Concurrent requests share model batches. "
+        "Options may be given as query parameters or form fields."
     ),
     responses=error_responses(400, 401, 408, 413, 415, 422, 503, 504),
     openapi_extra={
@@ -111,6 +118,7 @@ async def ocr(
     profile: str | None = Query(None, description="generic | invoice | id | plate", examples=["invoice"]),
     min_confidence: float | None = Query(None, ge=0.0, le=1.0, description="Drop lines below this confidence."),
     return_polygons: bool | None = Query(None, description="Include line polygons (default true)."),
+    force_ocr: bool | None = Query(None, description="OCR PDF pages that have a text layer too (default false)."),
 ) -> OcrResponse:
     engine = request.app.state.engine
     settings = request.app.state.settings
@@ -120,7 +128,8 @@ async def ocr(
                           settings.upload_idle_timeout_s)
     form = await read_upload_form(request, limits)
     options = _merge_options(
-        {"profile": profile, "min_confidence": min_confidence, "return_polygons": return_polygons}, form.fields
+        {"profile": profile, "min_confidence": min_confidence, "return_polygons": return_polygons,
+         "force_ocr": force_ocr}, form.fields
     )
     if options.profile not in engine.profiles:
         raise ApiError(
@@ -130,5 +139,6 @@ async def ocr(
         raise ApiError(422, "no_files", "send at least one image in the 'files' field")
     # a client that leaves (its own timeout, a balancer retry) must not keep costing det + rec passes
     return await unless_disconnected(
-        request.receive, engine.ocr(form.files, options.profile, options.min_confidence, options.return_polygons)
+        request.receive,
+        engine.ocr(form.files, options.profile, options.min_confidence, options.return_polygons, options.force_ocr),
     )
