@@ -11,6 +11,7 @@ import ctypes
 import hashlib
 import io
 import struct
+import zlib
 from collections.abc import Sequence
 
 import pypdfium2 as pdfium
@@ -53,9 +54,9 @@ def invoice_pages(n_pages: int, items_per_page: int = 30) -> list[list[TextItem]
         top = 50.0
         if p == 0:
             items += [(50, 40, 14, "NORTHWIND TRADING LTD"), (50, 62, 10, "12 HARBOUR STREET, BRISTOL BS1 4ST"),
-                      (50, 80, 10, "Tel 0117 496 0000"), (380, 40, 12, "TAX INVOICE"),
-                      (380, 62, 10, "Invoice No INV-2024-0117"), (380, 80, 10, "Date 12/03/2024")]
-            top = 120.0
+                      (50, 80, 10, "Tel 0117 496 0000"), (50, 104, 12, "TAX INVOICE"),
+                      (50, 124, 10, "Invoice No INV-2024-0117"), (380, 124, 10, "Date 12/03/2024")]
+            top = 150.0
         items.append((50, top, 9, f"Page {p + 1} of {n_pages}"))
         for k in range(items_per_page):
             amount = 3.25 * (p * items_per_page + k + 1)
@@ -154,13 +155,13 @@ FONT = "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"
 
 
 def hello_pdf(count: int = 1, media_box: str = "0 0 612 792", catalog_extra: str = "",
-              extra_objects: Sequence[bytes | str] = (), content: bytes = HELLO) -> bytes:
+              extra_objects: Sequence[bytes | str] = (), content: bytes = HELLO, filter: str = "") -> bytes:
     """One real page saying 'Hello World'; ``count`` is what the page tree declares."""
     objects: list[bytes | str] = [
         f"<< /Type /Catalog /Pages 2 0 R {catalog_extra}>>",
         f"<< /Type /Pages /Kids [3 0 R] /Count {count} >>",
         f"<< /Type /Page /Parent 2 0 R /MediaBox [{media_box}] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>",
-        stream(content),
+        stream(zlib.compress(content), f"/Filter {filter}") if filter else stream(content),
         FONT,
         *extra_objects,
     ]
@@ -187,10 +188,10 @@ def javascript_and_attachment_pdf() -> bytes:
 
 
 def heavy_page_pdf(paths: int = 200_000) -> bytes:
-    """A page of many thousands of tiny strokes: slow to render, for deadline tests."""
-    content = b"0.1 w\n" + b"".join(f"{i % 600} {i % 800} m {i % 600 + 1} {i % 800 + 1} l S\n".encode()
+    """A page of many thousands of tiny strokes (a small compressed file): slow to render, for deadline tests."""
+    content = b"0.1 w\n" + b"".join(f"{i % 100 * 6} {i % 100 * 8} m {i % 100 * 6 + 1} {i % 100 * 8 + 1} l S\n".encode()
                                     for i in range(paths))
-    return hello_pdf(content=content)
+    return hello_pdf(content=content, filter="/FlateDecode")
 
 
 _PAD = bytes.fromhex("28BF4E5E4E758A4164004E56FFFA01082E2E00B6D0683E802F0CA9FE6453697A")
