@@ -14,6 +14,10 @@ import httpx
 import pytest
 
 from api_support import BASE_TEXTS, encode, square_doc
+from pdf_samples import digital_pdf
+
+# two pages of text layer (built before the server's PDF thread could exist: PDFium is not thread-safe)
+TWO_PAGE_PDF = digital_pdf([[(40, 60, 24, BASE_TEXTS[0])], [(40, 60, 24, BASE_TEXTS[1])]])
 
 KEY = "client-test-key"
 
@@ -95,6 +99,18 @@ def test_generated_client_ocrs_an_image(server, generated):
     assert result.profile == "invoice" and result.model.name == "base"
     assert [line.text for line in result.images[0].lines] == list(BASE_TEXTS)
     assert result.images[0].fields.additional_properties["total"] == "42.50"
+
+    pdf_body = models.OcrUpload(
+        files=[types.File(payload=io.BytesIO(TWO_PAGE_PDF), file_name="inv.pdf", mime_type="application/pdf")],
+        profile=models.OcrUploadProfile.INVOICE, force_ocr=False,
+    )
+    pdf_result = api_ocr.sync(client=client, body=pdf_body)
+    assert isinstance(pdf_result, models.OcrResponse)
+    assert [(page.page, page.file_index) for page in pdf_result.images] == [(1, 0), (2, 0)]
+    assert [[line.text for line in page.lines] for page in pdf_result.images] == [[BASE_TEXTS[0]], [BASE_TEXTS[1]]]
+    assert pdf_result.images[0].lines[0].source == models.TextLineSource.PDF_TEXT
+    (document,) = pdf_result.documents
+    assert document.pages == 2 and document.fields.additional_properties["total"] == "42.50"
 
     listed = api_models.sync(client=client)
     assert isinstance(listed, models.ModelsResponse) and listed.models[0].name == "base"
