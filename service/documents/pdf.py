@@ -148,26 +148,35 @@ class _Char:
 def _read_chars(textpage: pdfium.PdfTextPage, deadline: float | None) -> list[_Char]:
     """Every character of the text layer with its loose (font-height) box, in PDFium's text order."""
     n = textpage.count_chars()
+    if n <= 0:
+        return []
+    raw = textpage.raw  # the handle itself: the helper's parameter conversion costs more than the call
+    text = textpage.get_text_range(0, n)
+    if len(text) != n:  # characters outside the BMP: one index each, two UTF-16 units in the text
+        text = "".join(_char_at(raw, i) for i in range(n))
     out: list[_Char] = []
     rect = pdfium_c.FS_RECTF()
-    pending_high = 0
-    for i in range(max(n, 0)):
+    loose_box = pdfium_c.FPDFText_GetLooseCharBox
+    for i, ch in enumerate(text):
         if i % DEADLINE_EVERY_CHARS == 0:
             _check_deadline(deadline)
-        code = pdfium_c.FPDFText_GetUnicode(textpage, i)
-        if 0xD800 <= code < 0xDC00:  # a high surrogate: the character is completed by the next index
-            pending_high = code
+        if ch in "\r\n":
+            out.append(_Char("\n", None))
             continue
-        if 0xDC00 <= code < 0xE000:
-            code = 0x10000 + ((pending_high - 0xD800) << 10) + (code - 0xDC00) if pending_high else 0xFFFD
-        pending_high = 0
-        ch = "\n" if code in (0x0A, 0x0D) else (" " if code < 0x20 or code == 0xFFFE else chr(code))
+        if ch.isspace() or not ch.isprintable():
+            out.append(_Char(" ", None))
+            continue
         box: Box | None = None
-        if not ch.isspace() and pdfium_c.FPDFText_GetLooseCharBox(textpage, i, rect):
-            if rect.right > rect.left and rect.top > rect.bottom:
-                box = (rect.left, rect.bottom, rect.right, rect.top)
+        if loose_box(raw, i, rect) and rect.right > rect.left and rect.top > rect.bottom:
+            box = (rect.left, rect.bottom, rect.right, rect.top)
         out.append(_Char(ch, box))
     return out
+
+
+def _char_at(raw: object, index: int) -> str:
+    """Character ``index`` as one str (a lone surrogate becomes U+FFFD: it cannot be sent as JSON)."""
+    code = pdfium_c.FPDFText_GetUnicode(raw, index)
+    return "\ufffd" if 0xD800 <= code < 0xE000 else chr(code)
 
 
 def _continues(prev: Box, box: Box) -> bool:
