@@ -113,8 +113,26 @@ def test_us_receipt_with_dollar_and_month_name() -> None:
     lines = column(["JOE'S DINER INC", "123 MAIN STREET", "SPRINGFIELD, IL 62704", "Mar 12, 2018 7:45 PM",
                     "Subtotal $20.00", "Tax $1.60", "Amount Due $21.60", "Visa $21.60"])
     f = get_profile("invoice").extract_fields(lines, (640, 900))
-    assert (f["company"], f["date"], f["total"], f["currency"]) == ("JOE'S DINER INC", "2018-03-12", "21.60", "USD")
+    # A bare '$' does not say which dollar: returned as printed.
+    assert (f["company"], f["date"], f["total"], f["currency"]) == ("JOE'S DINER INC", "2018-03-12", "21.60", "$")
     assert f["address"] == "123 MAIN STREET SPRINGFIELD, IL 62704"
+
+
+@pytest.mark.parametrize(("printed", "expected"), [
+    (["Subtotal $20.00", "Total $21.60"], "$"),  # bare dollar: ambiguous
+    (["KEDAI MAJU SDN BHD", "Total $21.60"], "$"),  # a Malaysian shop priced in '$' is still not USD
+    (["Subtotal $20.00", "Total USD 21.60"], "USD"),  # the document names the code: its '$' are that code
+    (["Total US$ 21.60"], "USD"),
+    (["Total S$21.60", "Cash S$50.00"], "SGD"),
+    (["Total HK$ 88.00"], "HKD"),
+    (["TOTAL (RM) 8.20", "CASH $10.00"], "MYR"),
+    (["Total MYR 8.20"], "MYR"),
+    (["Summe 11,90 €"], "EUR"),
+    (["Total 12.00"], None),  # nothing printed: no guess
+])
+def test_currency_is_an_iso_code_only_where_the_document_names_it(printed: list[str], expected: str | None) -> None:
+    f = get_profile("invoice").extract_fields(column(["SHOP", *printed]), (640, 900))
+    assert f["currency"] == expected
 
 
 def test_empty_input() -> None:

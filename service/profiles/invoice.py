@@ -37,8 +37,13 @@ _DATE_PATTERNS = [
     re.compile(_MON + r"[\s\-/.]*(?P<d>\d{1,2})(?:ST|ND|RD|TH)?[\s,]+(?P<y>\d{4}|\d{2})(?!\d)"),
 ]
 _AMOUNT = re.compile(r"(?<![\d.,])-?\d{1,3}(?:,\d{3})*(?:[.,]\d{2})(?![\d])|(?<![\d.,])-?\d+[.,]\d{2}(?!\d)")
+# Currency rule: an ISO 4217 code only where the document names the currency (a code, or a symbol that belongs to
+# one currency); a bare '$' (USD, SGD, AUD, CAD, HKD, NZD, MXN... all print it) is returned as printed.
 _CURRENCIES = [("MYR", r"\bMYR\b|\bRM\s?(?=\d)|\bRM\b|\(RM\)"), ("EUR", r"€|\bEUR\b"), ("GBP", r"£|\bGBP\b"),
-               ("USD", r"\bUSD\b|US\$"), ("SGD", r"\bSGD\b|S\$"), ("USD", r"\$")]
+               ("USD", r"\bUSD\b|\bUS\$"), ("SGD", r"\bSGD\b|\bSG?\$"), ("AUD", r"\bAUD\b|\bAU?\$"),
+               ("CAD", r"\bCAD\b|\bCA?\$"), ("HKD", r"\bHKD\b|\bHK\$"), ("NZD", r"\bNZD\b|\bNZ\$")]
+_PREFIXED_DOLLAR = re.compile(r"\b[A-Z]{1,2}\$")  # US$, S$, HK$...: named above, not a bare '$'
+BARE_DOLLAR = "$"
 # Total keywords, strongest first. A line's tier is the first that matches.
 _TOTAL_TIERS = [
     re.compile(r"AFTER\s*(?:ROUNDING|ROUNDED|ADJ)|ROUNDED\s*TOTAL|TOTAL\s*ROUNDED|GRAND\s*TOTAL|AMOUNT\s*DUE|TOTAL\s*DUE|BALANCE\s*DUE|TOTAL\s*PAYABLE|AMOUNT\s*PAYABLE"),
@@ -180,13 +185,16 @@ def find_total(boxes: Sequence[LineBox]) -> Decimal | None:
 
 
 def _currency(texts: Sequence[str]) -> str | None:
+    """The ISO code the document names most often; else '$' when it prints only bare dollar signs; else None."""
     joined = "\n".join(texts).upper()
     counts = {}
     for code, pattern in _CURRENCIES:
         n = len(re.findall(pattern, joined))
         if n and code not in counts:
             counts[code] = n
-    return max(counts, key=counts.__getitem__) if counts else None
+    if counts:
+        return max(counts, key=counts.__getitem__)
+    return BARE_DOLLAR if BARE_DOLLAR in _PREFIXED_DOLLAR.sub("", joined) else None
 
 
 def _is_company_line(text: str) -> bool:
@@ -244,8 +252,10 @@ class InvoiceFields(BaseModel):
     date_raw: str | None = Field(None, description="the date as printed", examples=["10/03/2018"])
     total: str | None = Field(None, description="total amount, decimal string with a '.' separator",
                               examples=["8.20"])
-    currency: str | None = Field(None, description="ISO 4217 code (RM -> MYR, € -> EUR, $ -> USD, £ -> GBP)",
-                                 examples=["MYR"])
+    currency: str | None = Field(
+        None, examples=["MYR", "$"],
+        description="ISO 4217 code where the document names the currency (RM/MYR -> MYR, € -> EUR, £ -> GBP, "
+                    "US$/USD -> USD, S$/SGD -> SGD); a bare '$' is ambiguous and is returned as printed: '$'")
     address: str | None = Field(None, description="address lines under the company, joined by spaces",
                                 examples=["12, JALAN TAMPOI 7/4, 81200 JOHOR BAHRU, JOHOR"])
 
