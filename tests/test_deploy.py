@@ -162,6 +162,16 @@ def test_compose_structure() -> None:
     assert lb["healthcheck"] and lb["ports"]
 
 
+def test_compose_gpu_batch_defaults_are_the_service_defaults() -> None:
+    """What compose sets when the shell sets nothing is what the docs give as the GPU default."""
+    from service.api.engine import GPU_BATCH
+
+    env = load_compose()["services"]["ocr"]["environment"]
+    defaults = {k: re.fullmatch(r"\$\{\w+:-(\d+)\}", str(v)).group(1) for k, v in env.items()
+                if k in ("OCRNET_MAX_BATCH_SIZE", "OCRNET_REC_MAX_BATCH_SIZE")}
+    assert defaults == {"OCRNET_MAX_BATCH_SIZE": str(GPU_BATCH[0]), "OCRNET_REC_MAX_BATCH_SIZE": str(GPU_BATCH[1])}
+
+
 def test_compose_cli_validates() -> None:
     env = {**os.environ, "OCR_MODELS_HOST_DIR": str(REPO / "models")}
     for cmd in (["docker", "compose"], ["docker-compose"]):
@@ -227,6 +237,57 @@ def test_nginx_config_test() -> None:
     if proc.returncode != 0 and "Permission denied" in proc.stderr:
         pytest.skip(f"nginx -t needs more privileges here: {proc.stderr.strip()}")
     assert proc.returncode == 0, proc.stderr
+
+
+def test_nginx_keeps_a_client_request_id(tmp_path: Path) -> None:
+    """Through the real nginx: a client's X-Request-ID reaches the replica unchanged; without one, nginx adds its own."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    nginx = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
+    if not nginx or os.geteuid() != 0:
+        pytest.skip("needs nginx (apt-get install nginx-light) and root to start it")
+
+    class Echo(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            body = (self.headers.get("X-Request-ID") or "").encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    backend = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    threading.Thread(target=backend.serve_forever, daemon=True).start()
+    port = free_port()
+    text = re.sub(r"server\s+ocr-backend:8000\s+resolve;", f"server 127.0.0.1:{backend.server_address[1]};",
+                  NGINX.read_text())
+    text = text.replace("listen 8080;", f"listen 127.0.0.1:{port};").replace("pid /tmp/nginx.pid;",
+                                                                             f"pid {tmp_path}/nginx.pid;")
+    text = re.sub(r"(\w+_temp_path) /tmp/", rf"\1 {tmp_path}/", text)
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(text)
+    proc = subprocess.Popen([nginx, "-c", str(conf), "-e", "/dev/stderr", "-g", "daemon off;"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        url = f"http://127.0.0.1:{port}/v1/models"
+        deadline = time.monotonic() + 20
+        while True:
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            try:
+                own = httpx.get(url, timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "nginx did not start"
+                time.sleep(0.1)
+        kept = httpx.get(url, headers={"X-Request-ID": "client-trace-42"}, timeout=5)
+        assert kept.status_code == 200 and kept.text == "client-trace-42"
+        assert own.status_code == 200 and re.fullmatch(r"[0-9a-f]{32}", own.text), own.text  # nginx's $request_id
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        backend.shutdown()
 
 
 # ---------------------------------------------------------------- the image's entrypoint, outside Docker
