@@ -12,15 +12,17 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from service import __version__
 from service.api.config import Settings
 from service.api.context import RequestIdLogFilter
+from service.api.docs import install_offline_docs
 from service.api.engine import Engine
 from service.api.errors import install_error_handlers
 from service.api.metrics import Metrics
 from service.api.middleware import RequestContextMiddleware
 from service.api.routes import health, metrics, models, ocr
 
-API_VERSION = "1.0.0"
+API_VERSION = __version__  # one number: pyproject takes it from service.__version__
 TAGS = [
     {"name": "ocr", "description": "Text detection + recognition + profile fields."},
     {"name": "models", "description": "Served models and execution providers."},
@@ -63,6 +65,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Batched OCR (text detection + recognition) with invoice, ID-document and licence-plate profiles.",
         openapi_tags=TAGS,
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc come from install_offline_docs: local assets, no CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -71,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (ocr.router, models.router, health.router, metrics.router):
         app.include_router(router)
     ocr.register_upload_schema(app)
+    install_offline_docs(app)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
