@@ -94,6 +94,22 @@ def test_dockerfile_shape(kind: str) -> None:
         assert args["PYTHON_IMAGE"].startswith("python:3.11") and "slim" in args["PYTHON_IMAGE"]
 
 
+def test_images_install_the_tested_versions() -> None:
+    """Both images install through constraints.txt (the file make and CI use); the GPU image's onnxruntime-gpu ARG
+    is the version pinned there."""
+    pins = dict(line.split("==") for line in (REPO / "constraints.txt").read_text().splitlines()
+                if line and not line.startswith("#"))
+    for kind, path in DOCKERFILES.items():
+        ops = instructions(path)
+        assert any(op == "COPY" and "constraints.txt" in a.split() for op, a in ops), kind
+        installs = [a for op, a in ops if op == "RUN" and "install" in a and ".[serve" in a]
+        assert installs and all("-c constraints.txt" in a for a in installs), kind
+    assert arg_defaults(DOCKERFILES["gpu"])["ORT_GPU_VERSION"] == pins["onnxruntime-gpu"]
+    assert "onnxruntime" in pins and "fastapi" in pins and pins["torch"].count(".") == 2
+    makefile = (REPO / "Makefile").read_text()
+    assert "-c constraints.txt" in makefile
+
+
 def test_hadolint_clean() -> None:
     hadolint = shutil.which("hadolint") or shutil.which("hadolint", path=str(VENV_BIN))
     if not hadolint:
@@ -128,7 +144,7 @@ def test_dockerignore_keeps_what_the_build_copies() -> None:
                 result = not negate
         return result
 
-    for needed in ["pyproject.toml", "service/api/app.py", "service/pipeline.py", "models/base/det.onnx",
+    for needed in ["pyproject.toml", "constraints.txt", "service/api/app.py", "service/pipeline.py", "models/base/det.onnx",
                    "models/base/model.json", "models/base/charset.json"]:
         assert not ignored(needed), needed
     for junk in [".venv/bin/python", ".git/HEAD", "tests/test_deploy.py", "service/__pycache__/x.pyc",
