@@ -7,6 +7,7 @@ the test can tell an offline page from a blank one. Skipped when Chromium is not
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -125,3 +126,14 @@ def test_control_cdn_docs_stay_blank_offline(browser: str, control_server: str, 
     """FastAPI's default /docs (CDN assets) renders no operation under the same rules: the check above is real."""
     dom = rendered_dom(browser, f"{control_server}/docs", tmp_path / "profile")
     assert "swagger-ui" in dom and not re.search(r'id="operations-[\w-]+-ping"', dom)
+
+
+def test_upload_description_names_every_decodable_format(ocrnet_server: str) -> None:
+    from service.api.uploads import DECODABLE_FORMATS
+
+    schema = httpx.get(f"{ocrnet_server}/openapi.json").json()
+    text = json.dumps(schema["components"]["schemas"]).upper()
+    described = re.search(r"ONE OR MORE IMAGES \(([^)]*)\)", text)
+    assert described, "upload description"
+    missing = {f for f in DECODABLE_FORMATS - {"MPO"} if f not in described.group(1)}  # MPO: a JPEG variant
+    assert not missing, missing

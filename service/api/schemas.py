@@ -92,7 +92,7 @@ class OcrResponse(BaseModel):
             "example": {
                 "request_id": "3f2c9a7e5b7d4a1c9e0f6b2d8a4c1e7f",
                 "profile": "generic",
-                "model": {"name": "base", "version": "1.0.0"},
+                "model": {"name": "base", "version": "ppocrv6-small-3.10.0"},
                 "execution_provider": "CPUExecutionProvider",
                 "images": [
                     {
@@ -146,9 +146,9 @@ class ModelsResponse(BaseModel):
                 "models": [
                     {
                         "name": "base",
-                        "version": "1.0.0",
+                        "version": "ppocrv6-small-3.10.0",
                         "path": "models/base",
-                        "profiles": ["generic", "invoice", "id", "plate"],
+                        "profiles": ["generic"],
                         "sha256": {"det": "ab12...", "rec": "cd34...", "charset": "ef56..."},
                         "providers": ["CPUExecutionProvider"],
                     }
