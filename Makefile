@@ -47,6 +47,8 @@ $(VENV)/.serve-installed: pyproject.toml constraints.txt $(VENV_STAMP)
 
 # Tests, training and benchmarks need everything.
 $(VENV)/.all-installed: pyproject.toml constraints.txt $(VENV_STAMP)
+	@[ "$(PYTHON_VERSION)" = 3.11 ] || echo "note: torch 2.13.0 for Python $(PYTHON_VERSION) comes from PyPI with its CUDA libraries" \
+	  "(several GB); the tested CPU-only wheel is for 3.11 (make PYTHON=python3.11 test)"
 	$(PIP_INSTALL) -e '.[serve,train,dev]'
 	touch $@ $(VENV)/.serve-installed
 
