@@ -108,6 +108,17 @@ def test_images_install_the_tested_versions() -> None:
     assert "onnxruntime" in pins and "fastapi" in pins and pins["torch"].count(".") == 2
     makefile = (REPO / "Makefile").read_text()
     assert "-c constraints.txt" in makefile
+    # A dependency added to pyproject.toml without re-running tools/freeze_constraints.py would float.
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    declared = [*project["dependencies"], *(r for extra in ("serve", "train", "dev", "gpu")
+                                            for r in project["optional-dependencies"][extra])]
+    unpinned = {canonicalize_name(Requirement(r).name) for r in declared} - {canonicalize_name(n) for n in pins}
+    assert not unpinned, f"not in constraints.txt (run tools/freeze_constraints.py): {sorted(unpinned)}"
 
 
 def test_hadolint_clean() -> None:
