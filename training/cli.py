@@ -17,9 +17,13 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
                           "load PP-OCRv6 small det/rec ONNX weights into OCRNet, check parity, export models/base"),
     "export": ("training.export_cli:main", "export a finetuned checkpoint to a model dir (ONNX + charset + card)"),
     "synth": ("training.data.synth.cli:main_synth", "write synthetic plates/receipts/ids data as labels.jsonl"),
+    "crops": ("training.data.service_crops:main",
+              "cut recognizer training crops from labelled pages the way the service cuts them"),
     "finetune": ("training.finetune:main_finetune", "finetune det or rec from a YAML/JSON config (torchrun-ready)"),
     "evaluate": ("training.evaluation.run:main_evaluate",
                  "evaluate model dirs end to end through the service pipeline, per domain"),
+    "ablation": ("training.ablation:main",
+                 "transfer-learning modes (or a learning curve) side by side, judged through the service pipeline"),
     "sweep": ("training.sweep:main", "small hyperparameter sweep over a finetune config"),
     "quantize": ("training.quantize:main", "int8 copy of a detector for CPU serving, calibrated on synthetic pages"),
 }

@@ -74,6 +74,15 @@ class DistillConfig(_Strict):
     temperature: float = Field(default=2.0, gt=0.0, description="softens the per-timestep CTC distributions (rec)")
 
 
+class DomainAdaptationConfig(_Strict):
+    """Unsupervised domain adaptation: + lam * d(X_source, X_target) on pooled neck features, where the source
+    rows are the labelled training batch and the target rows come from ``target`` (its labels are never read)."""
+
+    distance: Literal["coral", "mmd"] = "coral"
+    lam: float = Field(default=1.0, ge=0.0)
+    target: list[DataSource] = Field(min_length=1, description="target-domain images/crops, labels ignored")
+
+
 class TransferConfig(_Strict):
     freeze_backbone: bool = Field(default=False, description="backbone frozen (no grad, eval mode)")
     freeze_neck: bool = Field(default=False, description="with freeze_backbone: train the head only")
@@ -81,6 +90,11 @@ class TransferConfig(_Strict):
     l2sp_lambda: float = Field(default=0.0, ge=0.0, description="lambda * sum ||theta - theta_src||^2")
     mixing: MixingConfig | None = None
     distill: DistillConfig | None = None
+    domain_adaptation: DomainAdaptationConfig | None = None
+    cache_features: bool = Field(default=False, description="rec with freeze_backbone: compute the frozen "
+                                                            "backbone's features once and train on the cache")
+    feature_cache_dir: Path | None = Field(default=None, description="with cache_features: keep the features on "
+                                                                     "disk (content-hashed) for later runs")
     charset_cut: bool = Field(default=False, description="rec: shrink the head to the characters of the data")
     charset_extra: str = Field(default="", description="characters kept by charset_cut besides those seen in data")
     freeze_bn_stats: bool = Field(default=True, description="BatchNorm layers stay in eval mode during training")
@@ -113,6 +127,11 @@ class FinetuneConfig(_Strict):
             raise ValueError("charset_cut applies to rec only")
         if self.transfer.freeze_neck and not self.transfer.freeze_backbone:
             raise ValueError("freeze_neck needs freeze_backbone")
+        if self.transfer.cache_features and not (self.task == "rec" and self.transfer.freeze_backbone):
+            raise ValueError("cache_features needs task rec and freeze_backbone (a training backbone has no "
+                             "fixed features to cache)")
+        if self.transfer.domain_adaptation and self.transfer.freeze_neck:
+            raise ValueError("domain_adaptation aligns neck features, which a frozen neck cannot move")
         return self
 
 

@@ -1,4 +1,5 @@
-"""Training losses: CTC for rec, DB (BCE+OHEM / dice / masked L1) for det, and distillation KL terms.
+"""Training losses: CTC for rec, DB (BCE+OHEM / dice / masked L1) for det, distillation KL terms and the
+domain-adaptation distances (CORAL, MMD) between source and target feature batches.
 
 Shapes follow the models: rec logits are N,T,C (class 0 = CTC blank); det train outputs are
 probabilities in [0, 1] (``prob``, ``thresh``, ``binary``), each N,1,H,W.
@@ -125,3 +126,40 @@ def det_distill_kl(student_prob: Tensor, teacher_prob: Tensor) -> Tensor:
     p_s = student_prob.float().clamp(_EPS, 1 - _EPS)
     kl = p_t * (p_t.log() - p_s.log()) + (1 - p_t) * ((1 - p_t).log() - (1 - p_s).log())
     return kl.mean()
+
+
+# ----------------------------------------------------------------------------------- domain adaptation
+def coral_distance(source: Tensor, target: Tensor) -> Tensor:
+    """CORAL (Sun & Saenko, 2016): ||Cov(source) - Cov(target)||_F^2 / (4 d^2) of N,d feature batches.
+
+    Aligns second-order statistics only, so it needs no labels on the target side and stays well defined
+    for the small batches a CPU affords (a batch of 1 has a zero covariance and contributes nothing)."""
+    if source.ndim != 2 or target.ndim != 2 or source.shape[1] != target.shape[1]:
+        raise ValueError(f"expected N,d batches with the same d, got {tuple(source.shape)} and {tuple(target.shape)}")
+    d = source.shape[1]
+
+    def cov(x: Tensor) -> Tensor:
+        x = x.float()
+        if x.shape[0] < 2:
+            return torch.zeros(d, d, device=x.device)
+        centred = x - x.mean(0, keepdim=True)
+        return centred.T @ centred / (x.shape[0] - 1)
+
+    return (cov(source) - cov(target)).pow(2).sum() / (4 * d * d)
+
+
+def mmd_distance(source: Tensor, target: Tensor, bandwidths: Sequence[float] = (0.5, 1.0, 2.0, 4.0)) -> Tensor:
+    """Squared MMD with a sum of RBF kernels; bandwidths are multiples of the batch's median pairwise distance
+    (the median heuristic), so the term needs no tuning per layer or feature scale."""
+    if source.ndim != 2 or target.ndim != 2 or source.shape[1] != target.shape[1]:
+        raise ValueError(f"expected N,d batches with the same d, got {tuple(source.shape)} and {tuple(target.shape)}")
+    x = torch.cat([source, target]).float()
+    d2 = torch.cdist(x, x).pow(2)
+    scale = d2.detach()[d2.detach() > 0].median() if (d2 > 0).any() else torch.ones((), device=x.device)
+    kernel = sum(torch.exp(-d2 / (scale * b)) for b in bandwidths)
+    n = source.shape[0]
+    k_ss, k_tt, k_st = kernel[:n, :n], kernel[n:, n:], kernel[:n, n:]
+    return k_ss.mean() + k_tt.mean() - 2 * k_st.mean()
+
+
+DOMAIN_DISTANCES = {"coral": coral_distance, "mmd": mmd_distance}

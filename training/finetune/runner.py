@@ -96,7 +96,7 @@ class _Concat(Sequence):
 
 
 def load_data(cfg: FinetuneConfig) -> tuple[Sequence, Sequence, Sequence]:
-    """(train, val, mixing source) samples for the config's task."""
+    """(train, val, mixing source) samples for the config's task (the adaptation target: :func:`load_target`)."""
     d = cfg.data
     frac = 0.0 if d.val else d.val_fraction
     pairs = [load_source(s, cfg.task, frac, d.split_seed) for s in d.train]
@@ -107,6 +107,14 @@ def load_data(cfg: FinetuneConfig) -> tuple[Sequence, Sequence, Sequence]:
     if cfg.task == "rec":  # plain lists for rec: filtering and charset scans iterate them
         train, val, source = list(train), list(val), list(source)
     return train, val, source
+
+
+def load_target(cfg: FinetuneConfig) -> list:
+    """Unlabelled target-domain samples of domain adaptation (their transcripts are never read)."""
+    da = cfg.transfer.domain_adaptation
+    if not da:
+        return []
+    return list(_Concat([load_source(s, cfg.task)[0] for s in da.target]))
 
 
 def domain_characters(samples: Sequence, base: Sequence[str], extra: str = "") -> list[str]:
@@ -130,6 +138,7 @@ def build_trainer(cfg: FinetuneConfig, info: DistInfo | None = None, resume: Pat
         files = locate_pretrained()
         pretrained = files.rec if cfg.task == "rec" else files.det
     train, val, source = load_data(cfg)
+    target = load_target(cfg)
     tr = cfg.transfer
     if cfg.task == "det":
         from training.models.det import det_from_onnx
@@ -138,7 +147,7 @@ def build_trainer(cfg: FinetuneConfig, info: DistInfo | None = None, resume: Pat
         teacher = make_teacher(model) if tr.distill else None
         task = DetTask(cfg.data.det_size)
         trainer = Trainer(cfg, model, task, task.usable(train), task.usable(val), task.usable(source), teacher,
-                          info, exclude_from_l2sp=["thresh_head"])
+                          info, exclude_from_l2sp=["thresh_head"], target=target)
     else:
         from training.models.rec import cut_charset, rec_from_onnx
 
@@ -154,8 +163,17 @@ def build_trainer(cfg: FinetuneConfig, info: DistInfo | None = None, resume: Pat
                 teacher_classes = teacher_class_map(classes, [""] + new)
             classes = [""] + new
             log.info("charset cut to %d characters: %s", len(new), "".join(new))
-        task = RecTask(classes, cfg.data.rec_max_width, teacher_classes,
-                       tr.distill.temperature if tr.distill else 2.0)
+        temperature = tr.distill.temperature if tr.distill else 2.0
+        forward_module = teacher_forward = None
+        if tr.cache_features:
+            from training.finetune.feature_cache import CachedRecTask, HeadSide
+
+            task = CachedRecTask(classes, model.backbone, cfg.data.rec_max_width, teacher_classes, temperature,
+                                 progress=cfg.progress and info.is_main, cache_dir=tr.feature_cache_dir)
+            forward_module = HeadSide(model)
+            teacher_forward = HeadSide(teacher) if teacher is not None else None
+        else:
+            task = RecTask(classes, cfg.data.rec_max_width, teacher_classes, temperature)
         # val keeps every sample: a character the head cannot emit is an honest error there
         kept = [task.usable(train), list(val), task.usable(source)]
         for name, before, after in zip(("train", "val", "source"), (train, val, source), kept):
@@ -163,7 +181,8 @@ def build_trainer(cfg: FinetuneConfig, info: DistInfo | None = None, resume: Pat
                 log.warning("%s: %d of %d samples dropped (characters outside the charset)", name,
                             len(before) - len(after), len(before))
         trainer = Trainer(cfg, model, task, *kept, teacher=teacher, info=info,
-                          extra_checkpoint={"classes": classes})
+                          extra_checkpoint={"classes": classes}, target=target, forward_module=forward_module,
+                          teacher_forward=teacher_forward)
     log.info("%s: %d train, %d val, %d mixing-source samples", cfg.task, len(trainer.train_ds), len(trainer.val),
              len(trainer.source_ds) if trainer.source_ds else 0)
     if resume:

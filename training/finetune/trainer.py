@@ -6,6 +6,10 @@ Loss of one step (every term optional, see :mod:`training.finetune.config`)::
     L = alpha * L_task(source rows) + (1 - alpha) * L_task(target rows)   # mixing (else L_task(target))
       + beta * KL(p_teacher || p_student)                                  # distillation
       + lambda * sum ||theta - theta_src||^2                               # L2-SP
+      + lambda_da * d(pool(neck(X_labelled)), pool(neck(X_target)))        # domain adaptation (CORAL/MMD)
+
+With cached backbone features (frozen backbone, rec) the batches hold features instead of images and the
+forward runs from the neck on (``forward_module``); validation always runs the whole model on images.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from training.finetune.config import FinetuneConfig
+from training.finetune.losses import DOMAIN_DISTANCES
 from training.finetune.distributed import (
     DistInfo,
     broadcast_object,
@@ -66,6 +71,8 @@ class TrainState:
     batch_in_epoch: int = 0
     src_epoch: int = 0
     src_batch: int = 0
+    tgt_epoch: int = 0
+    tgt_batch: int = 0
     best_score: list[float] | None = None
     best_step: int = -1
     bad_evals: int = 0
@@ -76,12 +83,17 @@ class Trainer:
     """Finetunes ``model`` on ``train`` samples for ``task`` (a RecTask or DetTask).
 
     ``exclude_from_l2sp`` names fresh sub-modules (no source weights to stay close to);
-    ``extra_checkpoint`` is stored in every checkpoint (e.g. the rec class table).
+    ``extra_checkpoint`` is stored in every checkpoint (e.g. the rec class table); ``target`` holds the
+    unlabelled target-domain samples of domain adaptation; ``forward_module`` / ``teacher_forward`` replace
+    ``model`` / ``teacher`` in training forwards (e.g. a :class:`~training.finetune.feature_cache.HeadSide`
+    that starts from cached backbone features).
     """
 
     def __init__(self, cfg: FinetuneConfig, model: nn.Module, task, train: Sequence, val: Sequence = (),
                  source: Sequence = (), teacher: nn.Module | None = None, info: DistInfo | None = None,
-                 exclude_from_l2sp: Sequence[str] = (), extra_checkpoint: dict | None = None) -> None:
+                 exclude_from_l2sp: Sequence[str] = (), extra_checkpoint: dict | None = None,
+                 target: Sequence = (), forward_module: nn.Module | None = None,
+                 teacher_forward: nn.Module | None = None) -> None:
         info = info or DistInfo()
         self.cfg, self.task, self.info = cfg, task, info
         self.device = info.device
@@ -94,14 +106,25 @@ class Trainer:
         self.model = model
         self.l2sp = L2SP(model, tr.l2sp_lambda, exclude_from_l2sp).to(self.device) if tr.l2sp_lambda > 0 else None
         self.teacher = teacher.to(self.device).eval() if teacher is not None and tr.distill else None
+        if self.teacher is not None and teacher_forward is not None:
+            self.teacher = teacher_forward.to(self.device).eval()
         self.alpha = tr.mixing.alpha if tr.mixing else None
         self.train_ds = task.dataset(train, cfg.seed)
         self.source_ds = task.dataset(source, cfg.seed + 1) if tr.mixing and source else None
         if tr.mixing and self.source_ds is None:
             raise ValueError("mixing is configured but the source data is empty")
+        da = tr.domain_adaptation
+        self.target_ds = task.dataset(target, cfg.seed + 2) if da and len(target) else None
+        if da and self.target_ds is None:
+            raise ValueError("domain_adaptation is configured but the target data is empty")
+        self.distance = DOMAIN_DISTANCES[da.distance] if da else None
         self.train_sampler = make_sampler(self.train_ds, info, cfg.seed)
         self.source_sampler = make_sampler(self.source_ds, info, cfg.seed + 1) if self.source_ds else None
-        self.ddp_model = wrap_model(model, info)
+        self.target_sampler = make_sampler(self.target_ds, info, cfg.seed + 2) if self.target_ds else None
+        self.ddp_model = wrap_model(forward_module if forward_module is not None else model, info)
+        self._neck_out: torch.Tensor | None = None
+        if da:
+            model.neck.register_forward_hook(self._keep_neck_output)
         groups = param_groups(model, cfg.optim.lr, tr.backbone_lr_mult, cfg.optim.weight_decay)
         self.optimizer = torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=cfg.optim.betas)
         self.batches_per_epoch = math.ceil(len(self.train_sampler) / cfg.batch_size)
@@ -119,22 +142,37 @@ class Trainer:
         """This rank's batches of ``epoch``, starting after ``skip_batches`` (resume mid-epoch)."""
         sampler.set_epoch(epoch)
         dataset.set_epoch(epoch)
-        indices = list(sampler)[skip_batches * self.cfg.batch_size:]
+        indices = list(sampler)
+        batch_order = getattr(self.task, "batch_order", None)  # e.g. one width per batch (cached features)
+        if batch_order is not None:
+            indices = batch_order(dataset, indices, self.cfg.batch_size, epoch)
+        indices = indices[skip_batches * self.cfg.batch_size:]
         return DataLoader(dataset, batch_size=self.cfg.batch_size, sampler=indices, collate_fn=self.task.collate,
                           num_workers=self.cfg.data.num_workers)
 
-    def _source_batches(self) -> Iterator[dict]:
-        """Endless source batches for mixing; position tracked in the state for resume."""
+    def _endless(self, dataset: Dataset, sampler, prefix: str) -> Iterator[dict]:
+        """Endless batches of the mixing source (``prefix`` "src") or the adaptation target ("tgt"); the
+        position is tracked in the state (``<prefix>_epoch``, ``<prefix>_batch``) for resume."""
+        st = self.state
         while True:
-            loader = self._loader(self.source_ds, self.source_sampler, self.state.src_epoch, self.state.src_batch)
-            for batch in loader:
-                self.state.src_batch += 1
+            epoch, skip = getattr(st, f"{prefix}_epoch"), getattr(st, f"{prefix}_batch")
+            for batch in self._loader(dataset, sampler, epoch, skip):
+                setattr(st, f"{prefix}_batch", getattr(st, f"{prefix}_batch") + 1)
                 yield batch
-            self.state.src_epoch += 1
-            self.state.src_batch = 0
+            setattr(st, f"{prefix}_epoch", epoch + 1)
+            setattr(st, f"{prefix}_batch", 0)
+
+    def _keep_neck_output(self, _module: nn.Module, _inputs, output: torch.Tensor) -> None:
+        self._neck_out = output
+
+    @staticmethod
+    def _pooled(features: torch.Tensor) -> torch.Tensor:
+        """N,T,C sequence (rec neck) or N,C,H,W map (det neck) -> N,C."""
+        return features.mean(1) if features.ndim == 3 else features.mean((2, 3))
 
     # ------------------------------------------------------------------ one step
-    def compute_loss(self, batch: dict, source_batch: dict | None = None) -> dict[str, torch.Tensor]:
+    def compute_loss(self, batch: dict, source_batch: dict | None = None,
+                     target_batch: dict | None = None) -> dict[str, torch.Tensor]:
         """All loss terms of one step (the total under ``"loss"``); grads flow, nothing is stepped."""
         x_t = self.task.inputs(batch).to(self.device)
         if source_batch is not None:
@@ -142,8 +180,15 @@ class Trainer:
             x = self.task.concat_inputs(x_s, x_t)  # one forward (DDP needs one per backward)
         else:
             x = x_t
+        n_labelled = x.shape[0]
+        if target_batch is not None:  # unlabelled target rows ride in the same forward
+            x = self.task.concat_inputs(x, self.task.inputs(target_batch).to(self.device))
         out = self.ddp_model(x)
         parts: dict[str, torch.Tensor] = {}
+        if target_batch is not None:
+            pooled = self._pooled(self._neck_out)
+            parts["da"] = self.distance(pooled[:n_labelled], pooled[n_labelled:])
+            out, _ = self.task.split(out, n_labelled)
         if source_batch is not None:
             out_s, out_t = self.task.split(out, x_s.shape[0])
             parts["src"] = self.task.loss(out_s, source_batch)
@@ -153,18 +198,21 @@ class Trainer:
             loss = parts["tgt"] = self.task.loss(out, batch)
         if self.teacher is not None:
             with torch.no_grad():
-                teacher_out = self.teacher(x)
+                teacher_out = self.teacher(x[:n_labelled])
             parts["kd"] = self.task.distill(out, teacher_out)
             loss = loss + self.cfg.transfer.distill.beta * parts["kd"]
         if self.l2sp is not None:
             parts["l2sp"] = self.l2sp(self.model)
             loss = loss + parts["l2sp"]
+        if "da" in parts:
+            loss = loss + self.cfg.transfer.domain_adaptation.lam * parts["da"]
         parts["loss"] = loss
         return parts
 
-    def train_step(self, batch: dict, source_batch: dict | None = None) -> dict[str, float]:
+    def train_step(self, batch: dict, source_batch: dict | None = None,
+                   target_batch: dict | None = None) -> dict[str, float]:
         set_train_mode(self.model, self.frozen, self.cfg.transfer.freeze_bn_stats)
-        parts = self.compute_loss(batch, source_batch)
+        parts = self.compute_loss(batch, source_batch, target_batch)
         self.optimizer.zero_grad(set_to_none=True)
         parts["loss"].backward()
         if self.cfg.optim.grad_clip:
@@ -235,7 +283,10 @@ class Trainer:
         changing the schedule (the state is saved to ``last.pt`` and a later ``fit`` continues)."""
         cfg, st = self.cfg, self.state
         end = min(self.total_steps, until_step or self.total_steps)
-        source_iter = self._source_batches() if self.source_ds is not None else None
+        source_iter = self._endless(self.source_ds, self.source_sampler, "src") if self.source_ds is not None \
+            else None
+        target_iter = self._endless(self.target_ds, self.target_sampler, "tgt") if self.target_ds is not None \
+            else None
         bar = tqdm(total=self.total_steps, initial=st.step, disable=not (cfg.progress and self.info.is_main),
                    desc=f"finetune {self.task.name}", dynamic_ncols=True)
         stop = early = st.step >= end
@@ -244,7 +295,8 @@ class Trainer:
             self._after_eval(self.evaluate())
         while not stop and st.epoch < cfg.epochs:
             for batch in self._loader(self.train_ds, self.train_sampler, st.epoch, st.batch_in_epoch):
-                parts = self.train_step(batch, next(source_iter) if source_iter else None)
+                parts = self.train_step(batch, next(source_iter) if source_iter else None,
+                                        next(target_iter) if target_iter else None)
                 st.step += 1
                 st.batch_in_epoch += 1
                 self.step_log.append({"step": st.step, **parts})

@@ -1,0 +1,196 @@
+"""Real-data finetuning pieces: cached backbone features, domain adaptation, service-style crops, the ablation."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from finetune_helpers import config, rec_model, rec_samples
+from PIL import Image, ImageDraw
+
+from training.finetune.feature_cache import (
+    CachedRecTask,
+    HeadSide,
+    backbone_features,
+    pad_features,
+    padding_column,
+)
+from training.finetune.losses import coral_distance, mmd_distance
+from training.finetune.tasks import RecTask
+from training.finetune.trainer import Trainer
+
+
+# ------------------------------------------------------------------------------- cached features
+def test_cached_features_give_the_same_logits_as_the_whole_model():
+    model, _ = rec_model()
+    model.eval()
+    samples = rec_samples(3)
+    feats = backbone_features(model.backbone, samples, max_width=160, progress=False)
+    images = RecTask([""], max_width=160).collate([(np.asarray(s.image)[:, :, ::-1], s.text) for s in samples])
+    with torch.no_grad():
+        for f, s in zip(feats, samples):
+            from service.vision.images import to_bgr_array
+            from service.vision.rec_preprocess import normalize_crop, resized_width, width_bucket
+
+            bgr = to_bgr_array(s.image)
+            width = width_bucket(resized_width(bgr.shape[0], bgr.shape[1], 48, 160))
+            direct = model(torch.from_numpy(normalize_crop(bgr, width))[None])
+            cached = HeadSide(model)(f[None].float())
+            torch.testing.assert_close(cached, direct, atol=2e-2, rtol=1e-2)  # fp16 storage
+    assert images["image"].shape[0] == 3
+
+
+def test_padding_column_is_the_backbone_output_of_an_all_padding_input():
+    model, _ = rec_model()
+    model.eval()
+    pad = padding_column(model.backbone)
+    with torch.no_grad():  # squeeze-excite pools the whole width: the column is taken at the same width
+        same = model.backbone(torch.zeros(1, 3, 48, 320))
+    torch.testing.assert_close(same[0, :, :, 20].to(torch.float16), pad, atol=1e-3, rtol=1e-3)
+    short, long_ = torch.ones(pad.shape[0], 1, 3, dtype=torch.float16), torch.ones(pad.shape[0], 1, 5,
+                                                                                 dtype=torch.float16)
+    stacked = pad_features([short, long_], pad)
+    assert stacked.shape == (2, pad.shape[0], 1, 5)
+    torch.testing.assert_close(stacked[0, :, 0, 3], pad[:, 0].float())
+
+
+def test_feature_cache_reuses_the_disk_copy_only_for_the_same_inputs(tmp_path):
+    model, _ = rec_model()
+    samples = rec_samples(2)
+    first = backbone_features(model.backbone, samples, 160, progress=False, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("rec-features-*.pt"))) == 1
+    again = backbone_features(model.backbone, samples, 160, progress=False, cache_dir=tmp_path)
+    for a, b in zip(first, again):
+        assert torch.equal(a, b)
+    backbone_features(model.backbone, rec_samples(2, seed=5), 160, progress=False, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("rec-features-*.pt"))) == 2
+
+
+def test_cached_training_moves_only_neck_and_head_and_lowers_the_loss(tmp_path):
+    model, classes = rec_model()
+    cfg = config("rec", tmp_path, max_steps=6, epochs=10,
+                 transfer={"freeze_backbone": True, "cache_features": True})
+    task = CachedRecTask(classes, model.backbone, max_width=160, progress=False)
+    samples = rec_samples(4)
+    backbone = {k: v.clone() for k, v in model.backbone.state_dict().items()}
+    tr = Trainer(cfg, model, task, samples, forward_module=HeadSide(model))
+    tr.fit()
+    assert all(torch.equal(backbone[k], v) for k, v in model.backbone.state_dict().items())
+    losses = [s["loss"] for s in tr.step_log]
+    assert losses[-1] < losses[0]
+
+
+def test_cache_features_needs_a_frozen_rec_backbone(tmp_path):
+    with pytest.raises(ValueError, match="cache_features"):
+        config("rec", tmp_path, transfer={"cache_features": True})
+
+
+# ------------------------------------------------------------------------------- domain adaptation
+def test_coral_is_zero_for_the_same_statistics_and_grows_with_a_shift():
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(64, 8, generator=gen)
+    assert float(coral_distance(a, a)) == pytest.approx(0.0, abs=1e-9)
+    assert float(coral_distance(a, a + 3.0)) == pytest.approx(0.0, abs=1e-6)  # means do not count
+    assert float(coral_distance(a, a * 3.0)) > 0.01
+    assert float(coral_distance(a[:1], a[:1])) == 0.0
+
+
+def test_mmd_separates_shifted_distributions():
+    gen = torch.Generator().manual_seed(1)
+    a, b = torch.randn(64, 8, generator=gen), torch.randn(64, 8, generator=gen)
+    same, shifted = float(mmd_distance(a, b)), float(mmd_distance(a, b + 2.0))
+    assert shifted > 10 * max(same, 1e-4)
+
+
+@pytest.mark.parametrize("distance", ["coral", "mmd"])
+def test_domain_adaptation_term_uses_target_rows_without_their_labels(tmp_path, distance):
+    model, classes = rec_model()
+    da = {"distance": distance, "lam": 2.0, "target": [{"kind": "synthetic", "domain": "receipts", "n": 4}]}
+    cfg = config("rec", tmp_path, max_steps=2, transfer={"domain_adaptation": da})
+    target = [type(s)(s.image, "not read") for s in rec_samples(4, seed=9)]
+    tr = Trainer(cfg, model, RecTask(classes, max_width=160), rec_samples(4), target=target)
+    model.eval()
+    bt = tr.task.collate([tr.train_ds[i] for i in range(4)])
+    bu = tr.task.collate([tr.target_ds[i] for i in range(4)])
+    with torch.no_grad():
+        parts = tr.compute_loss(bt, None, bu)
+        alone = tr.task.loss(model(bt["image"]), bt)
+    torch.testing.assert_close(parts["tgt"], alone, atol=1e-4, rtol=1e-4)  # the task loss sees labelled rows only
+    assert float(parts["da"]) > 0
+    torch.testing.assert_close(parts["loss"], parts["tgt"] + 2.0 * parts["da"])
+    tr.fit()
+    assert all("da" in s for s in tr.step_log)
+
+
+# ------------------------------------------------------------------------------- crops
+def _page(tmp_path):
+    img = Image.new("RGB", (400, 200), "white")
+    draw = ImageDraw.Draw(img)
+    draw.text((40, 40), "TOTAL 12.50", fill="black")
+    img.save(tmp_path / "page.png")
+    record = {"image": "page.png", "lines": [{"text": "TOTAL 12.50", "box": [38, 38, 120, 52]},
+                                              {"text": "###", "box": [10, 100, 50, 120]}], "fields": {}}
+    (tmp_path / "labels.jsonl").write_text(json.dumps(record) + "\n")
+    return tmp_path
+
+
+def test_label_crops_grow_the_label_box_and_become_a_tsv_source(tmp_path):
+    from training.data.loaders import load_records, read_labels_jsonl
+    from training.data.service_crops import ServiceCropper, grown_label_quad
+
+    data = _page(tmp_path / "data") if (tmp_path / "data").mkdir() is None else None
+    quad = grown_label_quad([(38, 38), (120, 38), (120, 52), (38, 52)])
+    h = np.linalg.norm(quad[0] - quad[3])
+    assert 14 * 1.2 < h < 14 * 1.6  # ~1.3x the label's height, like the service's crops
+    stats = ServiceCropper().extract(read_labels_jsonl(data / "labels.jsonl"), tmp_path / "out", mode="label")
+    assert (stats.images, stats.label_lines, stats.from_label) == (1, 2, 2)  # '###' text is still a line here
+    rows = load_records(tmp_path / "out" / "labels.tsv")
+    assert [r.text for r in rows][0] == "TOTAL 12.50"
+    assert rows[0].rec_sample().image.size[1] > 14
+
+
+def test_plate_similarity_is_alphanumeric_and_normalised():
+    from training.data.service_crops import similarity
+
+    assert similarity("ab-123", "AB123") == 1.0
+    assert similarity("AB124", "AB123") == pytest.approx(0.8)
+    assert similarity("", "AB123") == 0.0
+
+
+# ------------------------------------------------------------------------------- ablation
+def test_ablation_modes_change_only_what_they_say(tmp_path):
+    from training.ablation import MODES, mode_config
+    from training.finetune.config import DataSource
+
+    tsv = tmp_path / "crops.tsv"
+    Image.new("RGB", (40, 10)).save(tmp_path / "a.png")
+    tsv.write_text("".join(f"a.png\tA{i}\n" for i in range(10)))
+    from training.finetune.config import DataConfig
+
+    base = config("rec", tmp_path, max_steps=5)
+    base = base.model_copy(update={"data": DataConfig(train=[DataSource(kind="tsv", path=tsv)], rec_max_width=160)})
+    synth = [DataSource(kind="synthetic", domain="receipts", n=10)]
+    made = {m: mode_config(base, m, synth, 1.0, tmp_path / m) for m in MODES if MODES[m] is not None}
+    assert made["frozen"].transfer.freeze_backbone and made["frozen"].transfer.cache_features
+    assert not made["full_lowlr"].transfer.freeze_backbone and made["full_lowlr"].transfer.backbone_lr_mult == 0.1
+    assert made["l2sp"].transfer.l2sp_lambda > 0 and not made["l2sp"].transfer.freeze_backbone
+    assert made["mixing"].transfer.mixing.source[0].domain == "receipts"
+    assert made["distill"].transfer.distill is not None
+    da = made["da"]
+    assert da.data.train[0].kind == "synthetic" and da.transfer.domain_adaptation.target[0].kind == "tsv"
+    assert {c.max_steps for c in made.values()} == {5}
+    tenth = mode_config(base, "frozen", synth, 0.3, tmp_path / "f")
+    assert tenth.data.train[0].limit == 3
+
+
+def test_cached_batches_share_one_width_except_the_leftovers():
+    feats = [torch.zeros(4, 1, t, dtype=torch.float16) for t in [10] * 7 + [20] * 5 + [30] * 2]
+    ds = __import__("training.finetune.feature_cache", fromlist=["FeatureDataset"]).FeatureDataset(
+        feats, ["x"] * len(feats))
+    order = CachedRecTask.batch_order(ds, list(range(len(feats)))[::-1], 3, epoch=0)
+    assert sorted(order) == list(range(len(feats)))
+    batches = [order[k:k + 3] for k in range(0, 9, 3)]  # 2 full batches of width 10, 1 of width 20
+    for b in batches:
+        assert len({feats[i].shape[-1] for i in b}) == 1
+    assert order != CachedRecTask.batch_order(ds, list(range(len(feats)))[::-1], 3, epoch=1) or len(batches) < 2

@@ -1,0 +1,234 @@
+"""``ocrnet ablation``: the transfer-learning modes side by side, each judged end to end through the service.
+
+Every mode is an ordinary finetune run of one base config with a few overrides (same data, same step budget,
+same seed), exported to ONNX and evaluated with the service's own pipeline and profile on a labelled folder,
+so the table says what a user would get from each mode, not what a validation loss says. ``--fractions``
+turns the same machinery into a learning curve: the metric against how much of the labelled (real) training
+data a mode sees.
+
+Modes (``MODES``):
+
+| mode | what changes against the base config |
+|---|---|
+| shipped | nothing is trained: the bundle as it is (its current recognizer) |
+| pretrained | nothing is trained: the pretrained recognizer (``--pretrained-dir``) in the same bundle |
+| frozen | backbone frozen, features cached, neck + head train on the target data |
+| full_lowlr | everything trains, backbone at 0.1x the learning rate |
+| l2sp | full_lowlr + L2-SP toward the pretrained weights |
+| mixing | frozen + alpha * L(synthetic source) + (1 - alpha) * L(real target) |
+| distill | frozen + KL to the pretrained teacher |
+| da | frozen, trained on the synthetic source only, + CORAL between source and the (unlabelled) real target |
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from training.finetune.config import DataSource, FinetuneConfig, load_config
+
+log = logging.getLogger(__name__)
+
+Override = Callable[[dict, list[dict]], dict]
+
+
+def _frozen(raw: dict, _synthetic: list[dict]) -> dict:
+    raw["transfer"].update(freeze_backbone=True, cache_features=True, backbone_lr_mult=1.0, l2sp_lambda=0.0)
+    return raw
+
+
+def _full(raw: dict, _synthetic: list[dict]) -> dict:
+    raw["transfer"].update(freeze_backbone=False, cache_features=False, backbone_lr_mult=0.1, l2sp_lambda=0.0)
+    return raw
+
+
+def _l2sp(raw: dict, synthetic: list[dict]) -> dict:
+    raw = _full(raw, synthetic)
+    raw["transfer"]["l2sp_lambda"] = 1e-3
+    return raw
+
+
+def _mixing(raw: dict, synthetic: list[dict]) -> dict:
+    raw = _frozen(raw, synthetic)
+    raw["transfer"]["mixing"] = {"alpha": 0.3, "source": synthetic}
+    return raw
+
+
+def _distill(raw: dict, synthetic: list[dict]) -> dict:
+    raw = _frozen(raw, synthetic)
+    raw["transfer"]["distill"] = {"beta": 0.5, "temperature": 2.0}
+    return raw
+
+
+def _domain_adaptation(raw: dict, synthetic: list[dict]) -> dict:
+    raw = _frozen(raw, synthetic)
+    real = raw["data"]["train"]
+    raw["data"]["train"] = synthetic
+    raw["transfer"]["domain_adaptation"] = {"distance": "coral", "lam": 1.0, "target": real}
+    return raw
+
+
+MODES: dict[str, Override | None] = {
+    "shipped": None,
+    "pretrained": None,
+    "frozen": _frozen,
+    "full_lowlr": _full,
+    "l2sp": _l2sp,
+    "mixing": _mixing,
+    "distill": _distill,
+    "da": _domain_adaptation,
+}
+
+
+@dataclass
+class ModeResult:
+    mode: str
+    fraction: float
+    train_samples: int = 0
+    steps: int = 0
+    train_seconds: float = 0.0
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def steps_per_second(self) -> float | None:
+        return self.steps / self.train_seconds if self.train_seconds else None
+
+
+def mode_config(base: FinetuneConfig, mode: str, synthetic: Sequence[DataSource], fraction: float,
+                out_dir: Path) -> FinetuneConfig:
+    """The base config with ``mode``'s overrides, its labelled real sources cut to ``fraction``."""
+    raw = json.loads(base.model_dump_json())
+    for src in raw["data"]["train"]:
+        if src["kind"] != "synthetic" and fraction < 1.0:
+            from training.data.loaders import load_records
+
+            src["limit"] = max(1, int(round(len(load_records(src["path"])) * fraction)))
+    override = MODES[mode]
+    if override is not None:
+        raw = override(raw, [json.loads(s.model_dump_json()) for s in synthetic])
+    raw["output_dir"] = str(out_dir)
+    raw["export"] = True
+    return FinetuneConfig.model_validate(raw)
+
+
+def bundle_with_rec(template: Path, rec_dir: Path, dest: Path) -> Path:
+    """A model dir like ``template`` whose recognizer is the exported one in ``rec_dir``."""
+    manifest = json.loads((template / "model.json").read_text(encoding="utf-8"))
+    for key in ("det", "det_cpu"):
+        if manifest.get(key):
+            manifest[key] = str((template / manifest[key]).resolve())
+    manifest["rec"] = str((rec_dir / "rec.onnx").resolve())
+    manifest["charset"] = str((rec_dir / "charset.json").resolve())
+    manifest["name"] = f"{manifest.get('name', 'model')}-{dest.name}"
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "model.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+    return dest
+
+
+def run_mode(base: FinetuneConfig, mode: str, synthetic: Sequence[DataSource], fraction: float, root: Path,
+             bundle: Path, data: Path, domain: str, eval_limit: int | None = None,
+             pretrained_dir: Path = Path("models/base")) -> ModeResult:
+    from training.evaluation.run import evaluate_dataset
+
+    label = f"{mode}@{fraction:g}"
+    result = ModeResult(mode, fraction)
+    if mode == "shipped":
+        eval_dir = bundle
+    elif mode == "pretrained":
+        eval_dir = bundle_with_rec(bundle, pretrained_dir, root / label / "bundle")
+    else:
+        from training.finetune.runner import build_trainer, export_best
+
+        cfg = mode_config(base, mode, synthetic, fraction, root / label)
+        started = time.perf_counter()
+        trainer = build_trainer(cfg)
+        result.train_samples = len(trainer.train_ds)
+        fit_started = time.perf_counter()
+        state = trainer.fit()
+        result.steps = state.step
+        result.train_seconds = time.perf_counter() - fit_started
+        result.metrics["setup_seconds"] = fit_started - started
+        result.metrics["val"] = state.history[-1] if state.history else {}
+        result.metrics["best_step"] = state.best_step
+        export_best(trainer)
+        eval_dir = bundle_with_rec(bundle, Path(cfg.output_dir) / "export", root / label / "bundle")
+    report = evaluate_dataset(eval_dir, data, domain, limit=eval_limit)
+    result.metrics["dev"] = report.metrics
+    log.info("ablation %s: %s", label, report.metrics)
+    return result
+
+
+DEV_COLUMNS = {
+    "receipts": ["e2e_recall", "e2e_f1", "e2e_recall_nospace", "rec_accuracy", "field_company", "field_date",
+                 "field_total"],
+    "plates": ["plate_exact", "plate_exact_o0", "plate_exact_us", "plate_exact_eu", "plate_exact_br"],
+    "ids": ["mrz_exact", "mrz_valid"],
+}
+
+
+def render(results: Sequence[ModeResult], domain: str) -> str:
+    cols = DEV_COLUMNS.get(domain) or sorted({k for r in results for k in r.metrics.get("dev", {})})
+    head = ["mode", "real data", "train samples", "steps", "train s", "steps/s", *cols]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results:
+        dev = r.metrics.get("dev", {})
+        sps = r.steps_per_second
+        cells = [r.mode, f"{r.fraction:.0%}", str(r.train_samples or "-"), str(r.steps or "-"),
+                 f"{r.train_seconds:.0f}" if r.train_seconds else "-", f"{sps:.2f}" if sps else "-"]
+        cells += [f"{dev[c]:.1%}" if isinstance(dev.get(c), float) else "-" for c in cols]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="ocrnet ablation", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", type=Path, required=True, help="base rec finetune config (its train data = real)")
+    ap.add_argument("--modes", default="pretrained,frozen,full_lowlr,l2sp,mixing,distill,da",
+                    help=f"comma-separated, from {', '.join(MODES)}")
+    ap.add_argument("--fractions", default="1", help="comma-separated fractions of the real training data")
+    ap.add_argument("--synthetic-domain", required=True, help="synthetic source domain (plates, receipts, ids)")
+    ap.add_argument("--synthetic-n", type=int, default=3000, help="synthetic source samples (mixing, da)")
+    ap.add_argument("--bundle", type=Path, required=True, help="service model dir whose recognizer is swapped")
+    ap.add_argument("--data", type=Path, default=Path("../shared/data"), help="folder with <domain>/labels.jsonl")
+    ap.add_argument("--domain", required=True, help="evaluation domain: plates, receipts or ids")
+    ap.add_argument("--pretrained-dir", type=Path, default=Path("models/base"),
+                    help="model dir with the pretrained rec.onnx + charset.json (the 'pretrained' row)")
+    ap.add_argument("--max-steps", type=int, help="override the config's step budget (same for every mode)")
+    ap.add_argument("--eval-limit", type=int, help="first N evaluation images only (quick checks)")
+    ap.add_argument("--out", type=Path, default=Path("runs/ablation"), help="run folders, results.json, table.md")
+    args = ap.parse_args(list(argv) if argv is not None else None)
+    if not (args.data / args.domain / "labels.jsonl").is_file():
+        ap.error(f"no {args.data / args.domain / 'labels.jsonl'}: the evaluation set is needed")
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        ap.error(f"unknown modes {unknown}; have {list(MODES)}")
+    base = load_config(args.config)
+    if args.max_steps:
+        base = base.model_copy(update={"max_steps": args.max_steps})
+    synthetic = [DataSource(kind="synthetic", domain=args.synthetic_domain, n=args.synthetic_n, seed=101)]
+    args.out.mkdir(parents=True, exist_ok=True)
+    results: list[ModeResult] = []
+    for fraction in (float(f) for f in args.fractions.split(",")):
+        for mode in modes:
+            if fraction == 0 and MODES[mode] is not None:
+                continue
+            label = f"{mode}@{fraction:g}"
+            if (args.out / label).exists() and MODES[mode] is not None:
+                shutil.rmtree(args.out / label)
+            results.append(run_mode(base, mode, synthetic, fraction, args.out, args.bundle, args.data, args.domain,
+                                    args.eval_limit, args.pretrained_dir))
+            (args.out / "results.json").write_text(
+                json.dumps([{**r.__dict__, "steps_per_second": r.steps_per_second} for r in results], indent=1,
+                           default=str), encoding="utf-8")
+    table = render(results, args.domain)
+    (args.out / "table.md").write_text(table + "\n", encoding="utf-8")
+    print(table)
+    return 0
