@@ -22,9 +22,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))  # pdf_samples: the PDF builders the tests use
 
+from pdf_samples import scanned_pdf  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from pdf_samples import scanned_pdf  # noqa: E402
 from service.documents import PdfPages, RenderPolicy  # noqa: E402
 from service.pipeline import OcrPipeline  # noqa: E402
 from training.evaluation.run import DEFAULT_DATA, evaluate_dataset  # noqa: E402

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 
 import pytest
-
 from api_support import BASE_TEXTS, assert_error, encode, ready_client, square_doc
 from pdf_samples import (
     broken_xref_pdf,

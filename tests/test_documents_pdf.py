@@ -6,8 +6,6 @@ import time
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from api_support import encode, square_doc
 from pdf_samples import (
     broken_xref_pdf,
@@ -21,6 +19,8 @@ from pdf_samples import (
     page_texts,
     scanned_pdf,
 )
+from PIL import Image
+
 from service.documents import DocumentError, PdfPages, RenderPolicy, is_pdf, tiff_page_count
 
 POLICY = RenderPolicy(long_side_px=2000, max_pixels=40_000_000)

@@ -17,15 +17,16 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import numpy as np
+
 from service.api.errors import ApiError
-from service.api.schemas import DocumentResult, ImageResult, TextLine as TextLineOut, Timings
+from service.api.schemas import DocumentResult, ImageResult, Timings
+from service.api.schemas import TextLine as TextLineOut
 from service.api.uploads import DecodedImage, UploadedFile
 from service.documents import DocumentError, PagePlan, PdfPages, RenderPolicy, is_pdf, tiff_page_count
 from service.profiles import Profile
 from service.profiles.base import TextLineLike
 from service.vision.crop import reading_order
-
-import numpy as np
 
 T = TypeVar("T")
 PAGE_WINDOW = 4  # pages of one request decoded/rendered and not yet answered, at most
