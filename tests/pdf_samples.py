@@ -168,6 +168,21 @@ def hello_pdf(count: int = 1, media_box: str = "0 0 612 792", catalog_extra: str
     return raw_pdf(objects)
 
 
+def unmapped_font_pdf(codes: str = "E001E002E003E004E005E006E007") -> bytes:
+    """A page whose text uses a CID font without a ToUnicode map, codes in the private-use area: what subset fonts
+    of some PDF writers give. Its text layer has glyphs but no readable text."""
+    return raw_pdf([
+        "<< /Type /Catalog /Pages 2 0 R >>", "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>",
+        stream(f"BT /F1 24 Tf 72 700 Td <{codes}> Tj ET".encode()),
+        "<< /Type /Font /Subtype /Type0 /BaseFont /Subset /Encoding /Identity-H /DescendantFonts [6 0 R] >>",
+        "<< /Type /Font /Subtype /CIDFontType2 /BaseFont /Subset /CIDSystemInfo << /Registry (Adobe) /Ordering "
+        "(Identity) /Supplement 0 >> /FontDescriptor 7 0 R >>",
+        "<< /Type /FontDescriptor /FontName /Subset /Flags 4 /FontBBox [0 0 1000 1000] /ItalicAngle 0 /Ascent 800 "
+        "/Descent -200 /CapHeight 700 /StemV 80 >>",
+    ])
+
+
 def broken_xref_pdf() -> bytes:
     """Every xref offset and startxref wrong: readers must rebuild the table by scanning the objects."""
     data = hello_pdf()

@@ -18,6 +18,7 @@ from pdf_samples import (
     mixed_pdf,
     page_texts,
     scanned_pdf,
+    unmapped_font_pdf,
 )
 from PIL import Image
 
@@ -94,6 +95,15 @@ def test_a_text_free_image_on_a_text_page_is_an_ocr_region():
     assert p.keeps([(x0 + 5, y0 + 5)] * 4) and not p.keeps([(10.0, 10.0)] * 4)
     forced = plan(mixed_pdf([(50, 50, 12, "Statement header")], JPEG, (100, 300, 300, 300)), use_text_layer=False)
     assert forced.ocr and forced.regions is None and not forced.lines
+
+
+def test_a_text_layer_without_unicode_is_read_like_a_scan():
+    unreadable = plan(unmapped_font_pdf())
+    assert unreadable.ocr and unreadable.regions is None and not unreadable.lines
+    codes = "".join(f"{ord(c):04X}" for c in "TOTAL 42.50 EUR") + "E001"  # one unmapped glyph in 15
+    mostly_readable = plan(unmapped_font_pdf(codes))
+    # (the substitute font advances 1 em per glyph, spaces included: each word is its own segment)
+    assert not mostly_readable.ocr and " ".join(line.text for line in mostly_readable.lines) == "TOTAL 42.50 EUR\ufffd"
 
 
 def test_render_size_never_exceeds_max_pixels_and_unreadable_pages_are_refused():

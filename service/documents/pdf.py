@@ -40,6 +40,7 @@ SCAN_SHARE = 0.5  # an image over half the page makes it a scan: rendered no fin
 REGION_SHARE = 0.1  # a text-free image over a tenth of a text page is OCR'd
 MAX_IMAGE_OBJECTS = 256  # image objects examined per page (a page of a million tiny images costs no more)
 DEADLINE_EVERY_CHARS = 2048
+UNMAPPED_SHARE = 0.1  # a text layer with more unmapped glyphs than this is not used (the page is OCR'd)
 LINE_GAP = 0.8  # a gap wider than this many glyph heights between two glyphs of a line starts a new segment
 
 Box = tuple[float, float, float, float]  # left, bottom, right, top in PDF page space
@@ -163,14 +164,25 @@ def _read_chars(textpage: pdfium.PdfTextPage, deadline: float | None) -> list[_C
         if ch in "\r\n":
             out.append(_Char("\n", None))
             continue
-        if ch.isspace() or not ch.isprintable():
+        if ch.isspace():
             out.append(_Char(" ", None))
+            continue
+        if not ch.isprintable() or ch == "\ufffd":  # no Unicode mapping: a glyph we cannot return as text
+            out.append(_Char("\ufffd", None))
             continue
         box: Box | None = None
         if loose_box(raw, i, rect) and rect.right > rect.left and rect.top > rect.bottom:
             box = (rect.left, rect.bottom, rect.right, rect.top)
         out.append(_Char(ch, box))
     return out
+
+
+def _usable(chars: Sequence[_Char]) -> bool:
+    """A text layer worth returning: at most UNMAPPED_SHARE of its visible characters lack a Unicode mapping
+    (subset fonts without ToUnicode give private-use or replacement codes: OCR reads those pages better)."""
+    visible = [c for c in chars if not c.text.isspace()]
+    unmapped = sum(c.text == "\ufffd" for c in visible)
+    return unmapped <= UNMAPPED_SHARE * len(visible)
 
 
 def _char_at(raw: object, index: int) -> str:
@@ -295,6 +307,8 @@ class PdfPages:
             if use_text_layer:
                 textpage = page.get_textpage()
                 chars = _read_chars(textpage, deadline)
+                if not _usable(chars):
+                    chars = []  # fonts without a Unicode map: the page is read like a scan
             glyphs = [c.box for c in chars if c.box is not None]
             regions = [im for im in images if im.share >= REGION_SHARE and _boxes_inside(glyphs, im.box) == 0] \
                 if glyphs else []
