@@ -194,3 +194,17 @@ def test_cached_batches_share_one_width_except_the_leftovers():
     for b in batches:
         assert len({feats[i].shape[-1] for i in b}) == 1
     assert order != CachedRecTask.batch_order(ds, list(range(len(feats)))[::-1], 3, epoch=1) or len(batches) < 2
+
+
+def test_ablation_table_and_learning_curve(tmp_path):
+    from training.ablation import ModeResult, plot_curve, render
+
+    rows = [ModeResult("pretrained", 0.0, metrics={"dev": {"plate_exact": 0.6}}),
+            ModeResult("frozen", 0.1, 25, 100, 10.0, {"dev": {"plate_exact": 0.7}}),
+            ModeResult("frozen", 1.0, 249, 100, 20.0, {"dev": {"plate_exact": 0.8}})]
+    table = render(rows, "plates")
+    assert "| frozen | 100% | 249 | 100 | 20 | 5.00 | 80.0% |" in table
+    assert table.splitlines()[2].startswith("| pretrained | 0% | - |")
+    pytest.importorskip("matplotlib")
+    png = plot_curve(rows, "plate_exact", tmp_path / "curve.png", "plates")
+    assert Image.open(png).size[0] > 300

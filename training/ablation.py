@@ -186,6 +186,35 @@ def render(results: Sequence[ModeResult], domain: str) -> str:
     return "\n".join(lines)
 
 
+def plot_curve(results: Sequence[ModeResult], metric: str, path: Path, title: str) -> Path:
+    """Learning curve PNG: ``metric`` on the evaluation set against the fraction of real training data."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as e:  # the bench extra carries matplotlib
+        raise SystemExit("plotting needs matplotlib: pip install -e '.[bench]'") from e
+    fig, ax = plt.subplots(figsize=(5, 3.4), dpi=120)
+    for mode in dict.fromkeys(r.mode for r in results if r.fraction > 0):
+        pts = sorted((r.fraction, r.metrics["dev"].get(metric)) for r in results
+                     if r.mode == mode or (r.fraction == 0 and r.mode == "pretrained"))
+        xs = [100 * x for x, y in pts if y is not None]
+        ys = [100 * y for _, y in pts if y is not None]
+        ax.plot(xs, ys, marker="o", label=mode)
+        for x, y in zip(xs, ys):
+            ax.annotate(f"{y:.1f}", (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
+    ax.set_xlabel("real TRAIN data used (%)")
+    ax.set_ylabel(f"DEV {metric} (%)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="ocrnet ablation", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -203,6 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--max-steps", type=int, help="override the config's step budget (same for every mode)")
     ap.add_argument("--eval-limit", type=int, help="first N evaluation images only (quick checks)")
     ap.add_argument("--out", type=Path, default=Path("runs/ablation"), help="run folders, results.json, table.md")
+    ap.add_argument("--plot-metric", help="with several --fractions: write curve.png of this DEV metric "
+                                          "(e.g. e2e_recall, plate_exact)")
     args = ap.parse_args(list(argv) if argv is not None else None)
     if not (args.data / args.domain / "labels.jsonl").is_file():
         ap.error(f"no {args.data / args.domain / 'labels.jsonl'}: the evaluation set is needed")
@@ -230,5 +261,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                            default=str), encoding="utf-8")
     table = render(results, args.domain)
     (args.out / "table.md").write_text(table + "\n", encoding="utf-8")
+    if args.plot_metric:
+        plot_curve(results, args.plot_metric, args.out / "curve.png",
+                   f"{args.domain}: DEV {args.plot_metric} vs real training data")
     print(table)
     return 0

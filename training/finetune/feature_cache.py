@@ -55,24 +55,44 @@ def cache_key(backbone: nn.Module, crops: Sequence[np.ndarray], max_width: int, 
     return digest.hexdigest()[:20]
 
 
-@torch.no_grad()
+CACHE_CHUNK = 4096  # samples per cache file: configs that share a leading data source share its files
+
+
 def backbone_features(backbone: nn.Module, samples: Sequence[RecSample], max_width: int,
                       batch_size: int = 64, height: int = REC_HEIGHT, progress: bool = True,
                       cache_dir: Path | None = None) -> list[Tensor]:
     """Per sample, the frozen backbone's output (C, 1, T) in float16, at the sample's own width bucket.
 
-    With ``cache_dir`` the result is also kept on disk under a content hash, so an ablation or a sweep that
-    trains many heads on the same crops pays for the backbone once."""
+    With ``cache_dir`` the result is also kept on disk, in chunks of ``CACHE_CHUNK`` consecutive samples under a
+    content hash each, so an ablation, a sweep or a config that adds data after the same first source pays for
+    the backbone once."""
+    crops = [to_bgr_array(s.image) for s in samples]
+    if cache_dir is None:
+        return _compute_features(backbone, crops, max_width, batch_size, height, progress)
+    out: list[Tensor] = []
+    for start in range(0, len(crops), CACHE_CHUNK):
+        chunk = crops[start:start + CACHE_CHUNK]
+        path = Path(cache_dir) / f"rec-features-{cache_key(backbone, chunk, max_width, height)}.pt"
+        if path.is_file():
+            log.info("backbone features of crops %d-%d from %s", start, start + len(chunk), path)
+            out.extend(torch.load(path, weights_only=True))
+            continue
+        feats = _compute_features(backbone, chunk, max_width, batch_size, height, progress)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save(feats, tmp)
+        tmp.replace(path)
+        out.extend(feats)
+    return out
+
+
+@torch.no_grad()
+def _compute_features(backbone: nn.Module, crops: Sequence[np.ndarray], max_width: int, batch_size: int,
+                      height: int, progress: bool) -> list[Tensor]:
     from tqdm import tqdm
 
     backbone.eval()
-    crops = [to_bgr_array(s.image) for s in samples]
-    path = None
-    if cache_dir is not None:
-        path = Path(cache_dir) / f"rec-features-{cache_key(backbone, crops, max_width, height)}.pt"
-        if path.is_file():
-            log.info("backbone features of %d crops from %s", len(crops), path)
-            return torch.load(path, weights_only=True)
+    samples = crops
     widths = [width_bucket(resized_width(c.shape[0], c.shape[1], height, max_width)) for c in crops]
     out: list[Tensor | None] = [None] * len(samples)
     order = sorted(range(len(samples)), key=lambda i: widths[i])
@@ -91,11 +111,6 @@ def backbone_features(backbone: nn.Module, samples: Sequence[RecSample], max_wid
         bar.update(len(idx))
         start = stop
     bar.close()
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save(out, tmp)
-        tmp.replace(path)
     return out  # type: ignore[return-value]
 
 
