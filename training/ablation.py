@@ -25,7 +25,8 @@ import argparse
 import json
 import logging
 import shutil
-import time
+import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,36 +132,40 @@ def bundle_with_rec(template: Path, rec_dir: Path, dest: Path) -> Path:
     return dest
 
 
+def _run(args: list[str], log_path: Path) -> None:
+    """One ``ocrnet`` command in its own process (training and evaluation each free all their memory when done:
+    a 28,000-crop feature cache plus a 3000 px detector arena do not fit twice in a small box)."""
+    with log_path.open("a", encoding="utf-8") as out:
+        subprocess.run([sys.executable, "-m", "training", *args], check=True, stdout=out, stderr=subprocess.STDOUT)
+
+
 def run_mode(base: FinetuneConfig, mode: str, synthetic: Sequence[DataSource], fraction: float, root: Path,
              bundle: Path, data: Path, domain: str, eval_limit: int | None = None,
              pretrained_dir: Path = Path("models/base")) -> ModeResult:
-    from training.evaluation.run import evaluate_dataset
-
     label = f"{mode}@{fraction:g}"
+    run_dir = root / label
+    run_dir.mkdir(parents=True, exist_ok=True)
     result = ModeResult(mode, fraction)
     if mode == "shipped":
         eval_dir = bundle
     elif mode == "pretrained":
-        eval_dir = bundle_with_rec(bundle, pretrained_dir, root / label / "bundle")
+        eval_dir = bundle_with_rec(bundle, pretrained_dir, run_dir / "bundle")
     else:
-        from training.finetune.runner import build_trainer, export_best
-
-        cfg = mode_config(base, mode, synthetic, fraction, root / label)
-        started = time.perf_counter()
-        trainer = build_trainer(cfg)
-        result.train_samples = len(trainer.train_ds)
-        fit_started = time.perf_counter()
-        state = trainer.fit()
-        result.steps = state.step
-        result.train_seconds = time.perf_counter() - fit_started
-        result.metrics["setup_seconds"] = fit_started - started
-        result.metrics["val"] = state.history[-1] if state.history else {}
-        result.metrics["best_step"] = state.best_step
-        export_best(trainer)
-        eval_dir = bundle_with_rec(bundle, Path(cfg.output_dir) / "export", root / label / "bundle")
-    report = evaluate_dataset(eval_dir, data, domain, limit=eval_limit)
-    result.metrics["dev"] = report.metrics
-    log.info("ablation %s: %s", label, report.metrics)
+        cfg = mode_config(base, mode, synthetic, fraction, run_dir)
+        (run_dir / "mode_config.json").write_text(cfg.model_dump_json(indent=1), encoding="utf-8")
+        _run(["finetune", "--config", str(run_dir / "mode_config.json")], run_dir / "log.txt")
+        summary = json.loads((run_dir / "train_summary.json").read_text(encoding="utf-8"))
+        result.train_samples, result.steps = summary["train_samples"], summary["steps"]
+        result.train_seconds = summary["fit_seconds"]
+        result.metrics.update(setup_seconds=summary["setup_seconds"], best_step=summary["best_step"],
+                              val=summary["last_val"])
+        eval_dir = bundle_with_rec(bundle, run_dir / "export", run_dir / "bundle")
+    report_path = run_dir / "dev_eval.json"
+    _run(["evaluate", "--model-dir", str(eval_dir), "--data", str(data), "--domains", domain,
+          "--json", str(report_path), *(["--limit", str(eval_limit)] if eval_limit else [])], run_dir / "log.txt")
+    reports = json.loads(report_path.read_text(encoding="utf-8"))
+    result.metrics["dev"] = next(iter(reports.values()))[0]["metrics"]
+    log.info("ablation %s: %s", label, result.metrics["dev"])
     return result
 
 

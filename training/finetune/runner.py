@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -219,6 +220,19 @@ def export_best(trainer: Trainer) -> list[Path]:
     return written
 
 
+def write_summary(trainer: Trainer, setup_seconds: float, fit_seconds: float, steps: int) -> Path:
+    """``train_summary.json``: what a run cost (setup incl. data and feature caching, then the steps) and where its
+    validation ended, for ablations and learning curves that compare runs."""
+    st = trainer.state
+    summary = {"train_samples": len(trainer.train_ds), "steps": steps, "setup_seconds": round(setup_seconds, 1),
+               "fit_seconds": round(fit_seconds, 1), "steps_per_second": round(steps / fit_seconds, 3) if fit_seconds
+               else None, "best_step": st.best_step, "best_score": st.best_score,
+               "last_val": st.history[-1] if st.history else None}
+    path = Path(trainer.cfg.output_dir) / "train_summary.json"
+    path.write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    return path
+
+
 def main_finetune(argv: Sequence[str] | None = None) -> int:
     """``ocrnet finetune --config cfg.yaml [--resume ckpt]``; run under ``torchrun`` for DDP."""
     ap = argparse.ArgumentParser(prog="ocrnet finetune", description=__doc__)
@@ -235,13 +249,16 @@ def main_finetune(argv: Sequence[str] | None = None) -> int:
     cfg = cfg.model_copy(update=updates)
     info = init_distributed()
     try:
+        started = time.perf_counter()
         trainer = build_trainer(cfg, info, args.resume)
         if info.is_main:
             (Path(cfg.output_dir) / "config.json").write_text(cfg.model_dump_json(indent=2), encoding="utf-8")
+        fit_started, first_step = time.perf_counter(), trainer.state.step
         state = trainer.fit()
         barrier(info)
         if info.is_main:
             log.info("done at step %d; best %s at step %d", state.step, state.best_score, state.best_step)
+            write_summary(trainer, fit_started - started, time.perf_counter() - fit_started, state.step - first_step)
             if cfg.export:
                 export_best(trainer)
     finally:
