@@ -208,3 +208,19 @@ def test_ablation_table_and_learning_curve(tmp_path):
     pytest.importorskip("matplotlib")
     png = plot_curve(rows, "plate_exact", tmp_path / "curve.png", "plates")
     assert Image.open(png).size[0] > 300
+
+
+def test_readme_finetune_commands_parse(tmp_path, capsys):
+    """The README's finetune block: every subcommand and flag it uses exists, and its config loads."""
+    from training.cli import main
+    from training.finetune.config import load_config
+
+    for argv in (["crops", "--help"], ["finetune", "--help"], ["evaluate", "--help"]):
+        with pytest.raises(SystemExit) as done:
+            main(argv)
+        assert done.value.code == 0
+    out = capsys.readouterr().out
+    for flag in ("--mode", "label", "--set", "--model-dir", "--domains"):
+        assert flag in out
+    cfg = load_config("training/configs/receipts_rec_real.yaml")
+    assert cfg.transfer.freeze_backbone and cfg.transfer.cache_features

@@ -41,9 +41,12 @@ def test_rec_cli_run_exports_and_resumes(tmp_path):
     probs = sess.run(None, {sess.get_inputs()[0].name: np.zeros((1, 3, 48, 160), np.float32)})[0]
     assert probs.shape == (1, 20, len(charset["characters"]) + 1)
     np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-4)
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["steps"] == 2 and 0 < summary["train_samples"] <= 10 and summary["fit_seconds"] > 0
     assert main_finetune(["--config", str(path), "--resume", str(out / "last.pt"), "--max-steps", "3",
                           "--no-export"]) == 0
     assert torch.load(out / "last.pt", weights_only=False)["state"]["step"] == 3
+    assert json.loads((out / "train_summary.json").read_text())["steps"] == 1  # the steps this run made
 
 
 def test_det_run_validates_with_hmean(tmp_path):

@@ -201,9 +201,15 @@ def plot_curve(results: Sequence[ModeResult], metric: str, path: Path, title: st
     except ImportError as e:  # the bench extra carries matplotlib
         raise SystemExit("plotting needs matplotlib: pip install -e '.[bench]'") from e
     fig, ax = plt.subplots(figsize=(5, 3.4), dpi=120)
-    for mode in dict.fromkeys(r.mode for r in results if r.fraction > 0):
-        pts = sorted((r.fraction, r.metrics["dev"].get(metric)) for r in results
-                     if r.mode == mode or (r.fraction == 0 and r.mode == "pretrained"))
+    untrained = [r for r in results if MODES.get(r.mode) is None]
+    for k, r in enumerate(dict((r.mode, r) for r in untrained).values()):  # reference lines, once per mode
+        y = r.metrics["dev"].get(metric)
+        if y is not None:
+            ax.axhline(100 * y, ls="--", lw=1, color=f"C{7 + k}", label=f"{r.mode} (no training): {100 * y:.1f}")
+    for mode in dict.fromkeys(r.mode for r in results if MODES.get(r.mode) is not None):
+        start = untrained[0] if untrained else None  # 0 % real data = the untrained model
+        pts = sorted([(r.fraction, r.metrics["dev"].get(metric)) for r in results if r.mode == mode]
+                     + ([(0.0, start.metrics["dev"].get(metric))] if start else []))
         xs = [100 * x for x, y in pts if y is not None]
         ys = [100 * y for _, y in pts if y is not None]
         ax.plot(xs, ys, marker="o", label=mode)
@@ -254,7 +260,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: list[ModeResult] = []
     for fraction in (float(f) for f in args.fractions.split(",")):
         for mode in modes:
-            if fraction == 0 and MODES[mode] is not None:
+            untrained = MODES[mode] is None  # the same model whatever the fraction: evaluated once
+            if (fraction == 0 and not untrained) or (untrained and any(r.mode == mode for r in results)):
                 continue
             label = f"{mode}@{fraction:g}"
             if (args.out / label).exists() and MODES[mode] is not None:
