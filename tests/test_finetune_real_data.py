@@ -174,9 +174,10 @@ def test_ablation_modes_change_only_what_they_say(tmp_path):
     made = {m: mode_config(base, m, synth, 1.0, tmp_path / m) for m in MODES if MODES[m] is not None}
     assert made["frozen"].transfer.freeze_backbone and made["frozen"].transfer.cache_features
     assert not made["full_lowlr"].transfer.freeze_backbone and made["full_lowlr"].transfer.backbone_lr_mult == 0.1
-    assert made["l2sp"].transfer.l2sp_lambda > 0 and not made["l2sp"].transfer.freeze_backbone
+    assert made["l2sp"].transfer.l2sp_lambda > 0 and made["l2sp"].transfer.freeze_backbone
     assert made["mixing"].transfer.mixing.source[0].domain == "receipts"
     assert made["distill"].transfer.distill is not None
+    assert made["synthetic"].data.train[0].kind == "synthetic" and made["synthetic"].transfer.domain_adaptation is None
     da = made["da"]
     assert da.data.train[0].kind == "synthetic" and da.transfer.domain_adaptation.target[0].kind == "tsv"
     assert {c.max_steps for c in made.values()} == {5}
