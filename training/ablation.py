@@ -187,14 +187,25 @@ DEV_COLUMNS = {
 }
 
 
+def training_data(r: ModeResult) -> str:
+    """What a row learned from, in words (the fraction only counts labelled real data)."""
+    if MODES.get(r.mode) is None:
+        return "none"
+    if r.mode == "synthetic":
+        return "synthetic only"
+    if r.mode == "da":
+        return "synthetic + real, unlabelled"
+    return f"{r.fraction:.0%} of real"
+
+
 def render(results: Sequence[ModeResult], domain: str) -> str:
     cols = DEV_COLUMNS.get(domain) or sorted({k for r in results for k in r.metrics.get("dev", {})})
-    head = ["mode", "real data", "train samples", "steps", "train s", "steps/s", *cols]
+    head = ["mode", "trained on", "train samples", "steps", "train s", "steps/s", *cols]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
         dev = r.metrics.get("dev", {})
         sps = r.steps_per_second
-        cells = [r.mode, f"{r.fraction:.0%}", str(r.train_samples or "-"), str(r.steps or "-"),
+        cells = [r.mode, training_data(r), str(r.train_samples or "-"), str(r.steps or "-"),
                  f"{r.train_seconds:.0f}" if r.train_seconds else "-", f"{sps:.2f}" if sps else "-"]
         cells += [f"{dev[c]:.1%}" if isinstance(dev.get(c), float) else "-" for c in cols]
         lines.append("| " + " | ".join(cells) + " |")
