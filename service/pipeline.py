@@ -24,7 +24,7 @@ import numpy as np
 from service.model_bundle import ModelBundle
 from service.runtime import CPU, resolve_providers, shared_session
 from service.vision.crop import crop_quad, crop_size, reading_order
-from service.vision.ctc import Decoded, ctc_greedy_decode
+from service.vision.ctc import CharEvidence, Decoded, ctc_greedy_decode
 from service.vision.db_postprocess import DBConfig, db_line_boxes
 from service.vision.det_preprocess import (
     DetInput,
@@ -52,6 +52,7 @@ class TextLine:
     polygon: list[tuple[float, float]]  # tl, tr, br, bl in original image pixels
     det_score: float = 1.0
     char_confidences: tuple[float, ...] = ()
+    char_evidence: tuple[CharEvidence, ...] = ()  # per emitted character: top-k alternatives and time-step span
 
 
 @dataclass
@@ -213,7 +214,7 @@ class OcrPipeline:
             if not d.text.strip() or d.confidence < self.text_score:
                 continue
             poly = [(float(x), float(y)) for x, y in quad]
-            lines.append(TextLine(d.text, d.confidence, poly, float(score), d.char_confidences))
+            lines.append(TextLine(d.text, d.confidence, poly, float(score), d.char_confidences, d.chars))
         return lines
 
     # ---- warm-up ------------------------------------------------------------------------------

@@ -37,3 +37,24 @@ def test_load_charset_puts_blank_first(tmp_path):
     f.write_text(json.dumps({"blank_index": 3, "characters": ["x"]}))
     with pytest.raises(ValueError):
         load_charset(f)
+
+
+def test_evidence_keeps_top_k_alternatives_and_spans_per_emitted_character():
+    probs = _onehot([1, 1, 0, 2, 0, 0, 3, 3, 3])[None]
+    probs[0, 1, 1], probs[0, 1, 3] = 0.5, 0.45  # second step of 'a': 'c' almost as likely
+    probs[0, 7, 2] = 0.3  # a step of 'c' where 'b' is a close second
+    (d,) = ctc_greedy_decode(probs, CLASSES, top_k=2)
+    assert d.text == "abc" and len(d.chars) == 3
+    a, b, c = d.chars
+    assert (a.start, a.end, b.start, b.end, c.start, c.end) == (0, 1, 3, 3, 6, 8)
+    assert a.char == "a" and a.probability == pytest.approx(0.9)  # the run's peak
+    assert a.alternatives[1][0] == "c" and a.alternatives[1][1] == pytest.approx(0.45)
+    assert c.probability_of("b") == pytest.approx(0.3) and c.probability_of("a") == 0.0
+    assert all(ch.char != "" for ch in d.chars)  # blank is never an alternative
+
+
+def test_evidence_can_be_turned_off_and_is_empty_for_empty_text():
+    probs = np.stack([_onehot([1, 0, 2]), _onehot([0, 0, 0])])
+    plain = ctc_greedy_decode(probs, CLASSES, top_k=0)
+    assert plain[0].text == "ab" and plain[0].chars == ()
+    assert ctc_greedy_decode(probs, CLASSES)[1].chars == ()
