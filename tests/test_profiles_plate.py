@@ -1,12 +1,14 @@
-"""Plate profile: format matching, confusion fixes only where a format demands them, picking the plate."""
+"""Plate profile: format matching, changes only on the recogniser's evidence and never to a read that fits a layout,
+picking the plate by its region, the candidates with their scores."""
 
 from __future__ import annotations
 
 import pytest
-from profile_lines import line
+from profile_lines import evidence_line, line
 
 from service.profiles import get_profile
 from service.profiles.plate import PlateFields, match_plate, plate_key
+from service.profiles.plate_layouts import CLOSE_RATIO, fits_known_layout
 
 
 @pytest.mark.parametrize("raw,key,country,display", [
@@ -31,19 +33,51 @@ def test_formats(raw: str, key: str, country: str, display: str) -> None:
     assert (m.plate, m.country, m.display) == (key, country, display)
 
 
-@pytest.mark.parametrize("raw,key", [
-    ("AB-I23-CD", "AB123CD"),   # I read for 1 in a digit slot (FR)
-    ("A8-123-CD", "AB123CD"),   # 8 read for B in a letter slot
-    ("ABC-I234", "ABC1234"),    # BR old
-    ("I234 BCD", "1234BCD"),    # ES
-    ("AB12 CD5", "AB12CDS"),    # GB: S/5 in the last letter group
-    ("RK 8Z8AG", "RK828AG"),    # SK/IT grouping, Z/2
+def _pick(ln) -> dict:
+    return get_profile("plate").extract_fields([ln], (W, H))
+
+
+@pytest.mark.parametrize("raw,at,alt,key", [
+    ("AB-I23-CD", 3, "1", "AB123CD"),   # I read for 1 in a digit slot (FR)
+    ("A8-123-CD", 1, "B", "AB123CD"),   # 8 read for B in a letter slot
+    ("ABC-12I4", 6, "3", "ABC1234"),    # BR old (not 'ABC-I234': that is a German plate as read)
+    ("I234 BCD", 0, "1", "1234BCD"),    # ES
+    ("AB12 CD5", 7, "S", "AB12CDS"),    # GB: S/5 in the last letter group
+    ("RK 8Z8AG", 4, "2", "RK828AG"),    # SK/IT grouping, Z/2
 ])
-def test_confusions_fixed_where_the_printed_grouping_demands(raw: str, key: str) -> None:
-    m = match_plate(raw)
-    assert m is not None and m.plate == key and m.fixes >= 1
+def test_a_close_alternative_fixes_a_read_that_fits_no_layout(raw: str, at: int, alt: str, key: str) -> None:
+    assert not fits_known_layout(raw)
+    f = _pick(evidence_line(raw, 400, 300, 600, 350, probs={at: 0.6}, alts={at: [(alt, 0.35)]}))
+    assert f["plate"] == key
+    assert f["candidates"][0]["rule"] == "alternative" and f["candidates"][0]["read"] == raw
 
 
+@pytest.mark.parametrize("raw,at,alt", [("AB-I23-CD", 3, "1"), ("A8-123-CD", 1, "B"), ("I234 BCD", 0, "1")])
+def test_no_change_without_close_evidence(raw: str, at: int, alt: str) -> None:
+    """A far alternative, or none at all (lines of other OCR engines), leaves the read as it is."""
+    far = evidence_line(raw, 400, 300, 600, 350, probs={at: 0.9}, alts={at: [(alt, 0.9 * CLOSE_RATIO * 0.9)]})
+    for ln in (far, line(raw, 400, 300, 600, 350)):
+        f = _pick(ln)
+        assert f["plate"] == plate_key(raw) and f["candidates"][0]["rule"] == "as_read"
+
+
+@pytest.mark.parametrize("raw,at,alt", [
+    ("WX 81234", 2, "B"),   # PL LL DDDDD as read: the 8 stays an 8 even with B a close second
+    ("8ABC123", 0, "B"),    # a common US layout (DLLLDDD)
+    ("AB-123-CD", 3, "I"),  # FR
+    ("B-AB 1234", 5, "I"),  # DE
+])
+def test_a_read_that_fits_a_layout_is_never_changed(raw: str, at: int, alt: str) -> None:
+    assert fits_known_layout(raw)
+    f = _pick(evidence_line(raw, 400, 300, 600, 350, probs={at: 0.5}, alts={at: [(alt, 0.49)]}))
+    assert f["plate"] == plate_key(raw)
+    assert all(c["rule"] == "as_read" for c in f["candidates"])
+
+
+def test_two_equally_likely_rewrites_change_nothing() -> None:
+    """'AB-I2S-CD': I->1 (FR) needs the 5 too; with two changes equally cheap to two layouts, keep the read."""
+    ln = evidence_line("ABI23CDX", 400, 300, 600, 350, probs={2: 0.5, 7: 0.5}, alts={2: [("1", 0.4)]})
+    assert _pick(ln)["plate"] == "ABI23CDX"
 @pytest.mark.parametrize("raw", ["P602849", "SB3X6N", "HB6L0Z", "0SG719", "NEILDMND"])
 def test_ungrouped_text_is_never_rewritten(raw: str) -> None:
     m = match_plate(raw)
@@ -91,10 +125,11 @@ def test_eu_band_code_is_dropped() -> None:
     assert f["plate"] == "RK828AG" and f["country_guess"] == "SK"
 
 
-def test_brazil_mercosul_with_confusion_in_a_grouped_reading() -> None:
+def test_brazil_old_format_with_a_close_alternative() -> None:
     f = get_profile("plate").extract_fields([line("BRASIL", 450, 280, 550, 300),
-                                             line("ABC-I234", 400, 305, 600, 360)], (W, H))
-    assert f["plate"] == "ABC1234" and f["country_guess"] == "BR"
+                                             evidence_line("ABC-12S4", 400, 305, 600, 360, probs={6: 0.5},
+                                                           alts={6: [("5", 0.45)]})], (W, H))
+    assert f["plate"] == "ABC1254" and f["country_guess"] == "BR"
 
 
 def test_no_lines_gives_empty_fields() -> None:
@@ -109,35 +144,62 @@ def test_camera_timestamps_are_not_plates() -> None:
     assert f["plate"] == "SGTE5"
 
 
-def test_emblem_read_as_a_leading_letter_is_dropped_and_colon_kept_for_czech() -> None:
-    f = get_profile("plate").extract_fields([line("RRK:346AL", 225, 201, 350, 235)], (576, 432))
-    assert f["plate"] == "RK346AL"
+def test_emblem_read_as_a_leading_letter_is_dropped_on_its_evidence_and_colon_kept_for_czech() -> None:
+    doubtful = evidence_line("RRK:346AL", 225, 201, 350, 235, probs={0: 0.3})
+    assert _pick(doubtful)["plate"] == "RK346AL" and _pick(doubtful)["candidates"][0]["rule"] == "leading_glyph"
+    apart = evidence_line("RRK:346AL", 225, 201, 350, 235, centres=[0, 6, 8, 10, 12, 14, 16, 18, 20])
+    assert _pick(apart)["plate"] == "RK346AL"
+    confident = evidence_line("RRK:346AL", 225, 201, 350, 235)
+    assert _pick(confident)["plate"] == "RRK346AL"
     f = get_profile("plate").extract_fields([line("1B1:9839", 150, 200, 300, 240)], (425, 330))
     assert f["plate"] == "1B19839" and f["country_guess"] == "CZ"
 
 
-@pytest.mark.parametrize(("raw", "plate"), [
-    ("4ASC7399", "ASC7399"),  # a state graphic read as a digit: 8 characters, the rest an exact LLL-DDDD
-    ("7DD12AB", "7DD12AB"),  # 7 characters: a US plate, though 'DD12AB' alone would fit a Dutch layout
-    ("48ASC739", "48ASC739"),  # 8 characters whose rest fits no fixed layout: kept as read
+@pytest.mark.parametrize(("raw", "prob", "plate"), [
+    ("4ASC7399", 0.3, "ASC7399"),   # a state graphic read as a doubtful digit: the rest an exact LLL-DDDD
+    ("4ASC7399", 0.9, "4ASC7399"),  # the same glyph read with confidence, not standing apart: kept
+    ("7DD12AB", 0.3, "DD12AB"),     # a doubtful glyph before an exact NL LL-DD-LL: dropped
+    ("7DD1ZAB", 0.3, "7DD1ZAB"),    # fits no layout, but neither does the rest: kept
+    ("48ASC739", 0.3, "48ASC739"),  # 8 characters whose rest fits no layout: kept as read
+    ("ASC73994", 0.3, "ASC7399"),   # a trailing glyph, likewise
 ])
-def test_leading_digit_is_dropped_only_from_one_character_too_many(raw: str, plate: str) -> None:
-    f = get_profile("plate").extract_fields([line(raw, 225, 201, 350, 235)], (576, 432))
-    assert f["plate"] == plate
+def test_end_glyph_is_dropped_only_on_its_own_evidence(raw: str, prob: float, plate: str) -> None:
+    at = len(raw) - 1 if raw == "ASC73994" else 0
+    assert _pick(evidence_line(raw, 225, 201, 350, 235, probs={at: prob}))["plate"] == plate
+
+
+def test_a_correct_read_does_not_lose_its_first_letter_to_fit_a_dutch_layout() -> None:
+    """'S12ABC7' is no known layout, 'S' read with confidence: 12-ABC-7 (NL DD-LLL-D) is not a reason to drop it."""
+    assert _pick(evidence_line("S12ABC7", 225, 201, 350, 235))["plate"] == "S12ABC7"
 
 
 @pytest.mark.parametrize(("raw", "key", "display"), [("RK0565AV", "RK565AV", "RK-565AV"),
                                                       ("RKO069AV", "RK069AV", "RK-069AV")])
-def test_separator_read_as_an_extra_o_or_0_is_dropped(raw: str, key: str, display: str) -> None:
-    """A hyphen or fixing bolt between the groups read as O/0: one character too many, exactly where a fixed
-    layout (here SK LL-DDDLL) has its separator, and the rest fits that layout without any fix."""
-    f = get_profile("plate").extract_fields([line(raw, 225, 201, 350, 235)], (576, 432))
+def test_separator_read_as_a_doubtful_o_or_0_becomes_the_separator(raw: str, key: str, display: str) -> None:
+    """A hyphen or fixing bolt between the groups read as O/0 with low probability: one character too many,
+    exactly where a fixed layout (here SK LL-DDDLL) has its separator, and the rest fits that layout exactly."""
+    f = _pick(evidence_line(raw, 225, 201, 350, 235, probs={2: 0.4}))
     assert (f["plate"], f["plate_display"], f["country_guess"]) == (key, display, "SK")
+    assert _pick(evidence_line(raw, 225, 201, 350, 235))["plate"] == raw  # read with confidence: kept
 
 
 @pytest.mark.parametrize("raw", ["RK-0565AV", "AB0C1234", "1234ABCD"])
 def test_extra_characters_elsewhere_are_not_dropped(raw: str) -> None:
-    """Only at a separator position, only O/0/I/1, only with no separator read: other 8-9 character reads stay
-    (a leading digit before an exact 7-character layout is the leading-glyph rule's case, tested above)."""
-    f = get_profile("plate").extract_fields([line(raw, 225, 201, 350, 235)], (576, 432))
+    """Only at a separator position, only O/0/I/1, only with no separator read."""
+    f = _pick(evidence_line(raw, 225, 201, 350, 235, probs={2: 0.4, 3: 0.4, 4: 0.4}))
     assert f["plate"] == plate_key(raw)
+
+
+def test_the_largest_plate_shaped_line_beats_a_sticker_that_fits_a_fixed_format() -> None:
+    """A parking sticker 'AB-123-CD' (a French layout) at a third of the plate line's height loses to the plate
+    read in the generic pattern; the candidates say why."""
+    lines = [line("AB-123-CD", 700, 100, 790, 120, 0.99), line("7XYZ123", 380, 300, 620, 360, 0.9),
+             line("RESIDENT PARKING", 300, 380, 700, 440, 0.99)]
+    f = get_profile("plate").extract_fields(lines, (W, H))
+    assert f["plate"] == "7XYZ123"
+    first, *rest = f["candidates"]
+    assert first["plate"] == "7XYZ123" and first["region"] == 1.0
+    sticker = next(c for c in rest if c["plate"] == "AB123CD")
+    assert sticker["pattern"] > first["pattern"] and sticker["region"] < 0.5 and sticker["score"] < first["score"]
+    assert [c["score"] for c in f["candidates"]] == sorted((c["score"] for c in f["candidates"]), reverse=True)
+    PlateFields.model_validate(f)

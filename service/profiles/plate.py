@@ -1,11 +1,12 @@
 """Licence plates: pick the plate among the OCR lines of a car photo, normalise it, guess its format.
 
-A car photo holds more text than the plate (dealer frames, stickers, state names, slogans), so each line, and
-each pair of neighbouring lines (plates split by the detector, two-row plates), is scored by how well its
-characters fit a known plate format, its OCR confidence, its size and how central it is. Letter/digit
-confusions (O/0, I/1, B/8, S/5, Z/2, G/6) are fixed only at positions where a fixed-layout format demands a
-letter or a digit, and only when the separators read show that format's grouping (a bare 'P602849' is a
-valid US plate, not a Polish one with a misread G); the generic US pattern (2-8 alphanumerics) never changes a character.
+A car photo holds more text than the plate (dealer frames, stickers, state names, slogans). Each line, and each
+pair of neighbouring lines (plates split by the detector, two-row plates), is a candidate, scored by the region it
+sits in first (the largest plate-shaped box: plate-like aspect and character count), then by how well it fits a
+known plate format, its OCR confidence and how central it is. The candidates come back with their scores.
+
+A read is changed only under the rules of `plate_layouts` (never when it already fits a known layout, and only
+on the recogniser's own evidence); the generic US pattern (2-8 alphanumerics) never changes a character.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from typing import ClassVar
 from pydantic import BaseModel, Field
 
 from .base import LineBox, Profile, TextLineLike, line_boxes
+from .plate_layouts import DE_RAW, PLATE_FORMATS, Correction, Evidence, PlateFormat, corrections, plate_key
 
 __all__ = [
     "PLATE_FORMATS",
+    "PlateCandidate",
     "PlateFields",
     "PlateFormat",
     "PlateMatch",
@@ -30,88 +33,23 @@ __all__ = [
     "plate_key",
 ]
 
-_TO_DIGIT = {"O": "0", "Q": "0", "D": "0", "I": "1", "B": "8", "S": "5", "Z": "2", "G": "6"}
-_TO_LETTER = {"0": "O", "1": "I", "8": "B", "5": "S", "2": "Z", "6": "G"}
-_ES_LETTERS = set("BCDFGHJKLMNPRSTVWXYZ")
-# Codes printed on the blue EU band (or an oval sticker) that OCR reads as part of the plate line.
-_BAND_CODES = {"A", "B", "BG", "CZ", "D", "DK", "E", "EST", "F", "FIN", "GB", "GR", "H", "HR", "I", "IRL", "L",
-               "LT", "LV", "M", "NL", "P", "PL", "RO", "S", "SK", "SLO", "UK", "BR", "BRASIL", "BRAZIL"}
-
-
-@dataclass(frozen=True)
-class PlateFormat:
-    """A fixed-layout plate format: `layout` uses L (letter), D (digit), A (either) and separators."""
-
-    country: str
-    layout: str
-    letters: frozenset[str] | None = None  # allowed letters when a country excludes some
-
-    @property
-    def slots(self) -> str:
-        return re.sub(r"[^LDA]", "", self.layout)
-
-    @property
-    def separators(self) -> str:
-        return re.sub(r"[LDA]", "", self.layout)
-
-
-# Order matters only for ties; specific formats first, the generic US pattern is handled separately.
-PLATE_FORMATS: tuple[PlateFormat, ...] = (
-    PlateFormat("FR", "LL-DDD-LL"),
-    PlateFormat("SK", "LL-DDDLL"),
-    PlateFormat("IT", "LL DDDLL"),
-    PlateFormat("ES", "DDDD LLL", frozenset(_ES_LETTERS)),
-    PlateFormat("GB", "LLDD LLL"),
-    PlateFormat("BR", "LLLDLDD"),  # Mercosul
-    PlateFormat("BR", "LLL-DDDD"),  # pre-Mercosul
-    PlateFormat("CZ", "DLA DDDD"),
-    PlateFormat("PL", "LL DDDDD"),
-    PlateFormat("PL", "LLL DDDD"),
-    *(PlateFormat("NL", code) for code in (
-        "LL-DD-DD", "DD-DD-LL", "DD-LL-DD", "LL-DD-LL", "LL-LL-DD", "DD-LL-LL", "DD-LLL-D", "D-LLL-DD",
-        "LL-DDD-L", "L-DDD-LL", "LLL-DD-L", "L-DD-LLL", "D-LL-DDD", "DDD-LL-D")),
-)
-# German plates: district (1-3 letters), 1-2 letters, 1-4 digits, optional E (electric) / H (historic).
-# The split between district and letters is only visible in the printed separators, so match the raw text.
-_DE_RAW = re.compile(r"^([A-ZÄÖÜ]{1,3})[\s\-:.·]+([A-Z]{1,2})[\s\-]*([1-9][0-9]{0,3}[EH]?)$")
 _GENERIC = re.compile(r"^[A-Z0-9]{2,8}$")
-_MAX_FIXES = 2
-
-
-def plate_key(text: str) -> str:
-    """Comparison key: upper-case alphanumerics only (spaces, hyphens, dots and the rest removed)."""
-    return re.sub(r"[^A-Z0-9]", "", text.upper())
+MAX_CANDIDATES = 5
+# A plate-shaped box: one text row of a plate is 1.5 to 10 times as wide as it is high and holds a serial: 4 to 8
+# characters (the shortest European and US serials have 4-5, none over 8), digits among them (a word on a banner
+# or a dealer frame has the size and aspect of a plate line but no digit).
+_PLATE_ASPECT = (1.5, 10.0)
+_PLATE_CHARS = (4, 8)
 
 
 @dataclass(frozen=True)
 class PlateMatch:
-    plate: str  # key after fixes
+    plate: str  # key
     display: str
     country: str | None
     layout: str
-    fixes: int
+    fixes: int  # always 0: a read is changed before matching (plate_layouts), never by it
     pattern_score: float
-
-
-def _fit(key: str, fmt: PlateFormat) -> tuple[str, int] | None:
-    """Key rewritten to the format (fixing confusions at typed slots) and the number of fixes; None if no fit."""
-    slots = fmt.slots
-    if len(key) != len(slots):
-        return None
-    out, fixes = [], 0
-    for c, slot in zip(key, slots):
-        if slot == "D" and not c.isdigit():
-            if c not in _TO_DIGIT:
-                return None
-            c, fixes = _TO_DIGIT[c], fixes + 1
-        elif slot == "L" and not c.isalpha():
-            if c not in _TO_LETTER:
-                return None
-            c, fixes = _TO_LETTER[c], fixes + 1
-        if slot == "L" and fmt.letters is not None and c not in fmt.letters:
-            return None
-        out.append(c)
-    return "".join(out), fixes
 
 
 def _display(key: str, layout: str) -> str:
@@ -138,25 +76,20 @@ def _raw_display(raw: str) -> str:
 
 
 def match_plate(raw: str) -> PlateMatch | None:
-    """Best reading of `raw` as a plate among the fixed formats, the German pattern and the generic one."""
+    """Best reading of `raw`, as read, among the fixed formats, the German pattern and the generic one."""
     key = plate_key(raw)
     if not key:
         return None
     grouped = len(_groups(raw)) >= 2
     options: list[PlateMatch] = []
     for fmt in PLATE_FORMATS:
-        fit = _fit(key, fmt)
-        if fit is None or fit[1] > _MAX_FIXES:
+        if not fmt.accepts(key):
             continue
-        fixed, fixes = fit
         evidence = _layout_evidence(raw, fmt)
-        if fixes and evidence == 0.0:
-            continue  # change characters only when the printed grouping shows this format
         contradicted = grouped and evidence == 0.0
-        score = 1.0 - 0.1 * fixes + 0.05 * evidence - (0.45 if contradicted else 0.0)
-        display = _display(fixed, fmt.layout)
-        options.append(PlateMatch(fixed, display, fmt.country, fmt.layout, fixes, score))
-    m = _DE_RAW.match(re.sub(r"\s+", " ", raw.upper().strip()))
+        score = 1.0 + 0.05 * evidence - (0.45 if contradicted else 0.0)
+        options.append(PlateMatch(key, _display(key, fmt.layout), fmt.country, fmt.layout, 0, score))
+    m = DE_RAW.match(re.sub(r"\s+", " ", raw.upper().strip()))
     if m and len(key) <= 8:
         score = 1.05 if len(_groups(raw)) == 3 else 0.9
         options.append(PlateMatch(key, f"{m.group(1)}-{m.group(2)} {m.group(3)}", "DE", "L-L D", 0, score))
@@ -174,51 +107,31 @@ _TIMESTAMP = re.compile(r"(?<![A-Z0-9])\d{1,2}:\d{2}(?::\d{2})?(?![A-Z0-9])|\d{4
                         r"|(?<![A-Z0-9])\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}(?![A-Z0-9])")
 
 
-def _drop_leading_glyph(raw: str) -> str | None:
-    """'RRK:346AL' -> 'RK:346AL': an emblem or band read as one extra leading letter, kept only when the rest
-    is a fixed-layout plate without any fix. A state graphic at the left edge may read as a digit instead
-    ('4ASC7399', the Arizona cactus): that is dropped only from 8 characters, one more than every fixed layout
-    has, since a 7-character US plate minus its first digit can fit a 6-character Dutch layout by chance."""
-    key = plate_key(raw)
-    if len(key) < 6 or not (key[0].isalpha() or (key[0].isdigit() and len(key) == 8)):
-        return None
-    rest = raw.strip()[1:]
-    m = match_plate(rest)
-    return rest if m is not None and m.layout != "generic" and m.fixes == 0 and m.country != "DE" else None
+class PlateCandidate(BaseModel):
+    """One reading the picker weighed: what was read, what it became, and the score parts that ranked it."""
 
-
-# Glyphs a hyphen, a fixing bolt or the emblem between groups is read as.
-_SEPARATOR_GLYPHS = frozenset("O0I1")
-
-
-def _separator_read_as_glyph(raw: str) -> str | None:
-    """'RK0565AV' -> 'RK-565AV': a separator read as one extra O/0/I/1 where a fixed layout has its separator,
-    kept only when the rest is that layout without any fix (the generic pattern and German plates never)."""
-    key = plate_key(raw)
-    if len(_groups(raw)) > 1:
-        return None  # separators were read: nothing stands in for one
-    for fmt in PLATE_FORMATS:
-        if len(key) != len(fmt.slots) + 1:
-            continue
-        boundary = 0
-        for ch in fmt.layout:
-            if ch in "LDA":
-                boundary += 1
-                continue
-            if key[boundary] in _SEPARATOR_GLYPHS:
-                candidate = key[:boundary] + ch + key[boundary + 1:]
-                m = match_plate(candidate)
-                if m is not None and m.layout == fmt.layout and m.fixes == 0:
-                    return candidate
-    return None
-
-
-def _strip_band(raw: str) -> str | None:
-    """'SK RK828AG' -> 'RK828AG' when the first token is an EU band / country code."""
-    parts = raw.strip().split(maxsplit=1)
-    if len(parts) == 2 and parts[0].upper().strip(".:") in _BAND_CODES:
-        return parts[1]
-    return None
+    read: str = Field(..., description="the OCR text of the line (or of two neighbouring lines joined)",
+                      examples=["AB-I23-CD"])
+    text: str = Field(..., description="the text matched as a plate: the read, or the read as changed by `rule`",
+                      examples=["AB-123-CD"])
+    plate: str = Field(..., description="normalised key", examples=["AB123CD"])
+    format: str = Field(..., examples=["LL-DDD-LL"])
+    country_guess: str | None = Field(None, examples=["FR"])
+    rule: str = Field("as_read", description="as_read, or the change that was made: alternative (a character "
+                                             "became one of the recogniser's close alternatives), leading_glyph, "
+                                             "trailing_glyph, separator_glyph, band_code",
+                      examples=["alternative"])
+    changes: list[str] = Field(default_factory=list, description="what the rule changed (key position:old->new)",
+                               examples=[["2:I->1"]])
+    score: float = Field(..., description="the total the candidates are ranked by", examples=[0.91])
+    region: float = Field(..., ge=0, le=1, description="plate-shaped region: the box's height relative to the "
+                                                       "largest plate-shaped box (0 when the box's aspect or "
+                                                       "character count is not a plate's)", examples=[1.0])
+    pattern: float = Field(..., description="how well the text fits a plate format (1 fixed format, 0.6 generic)",
+                           examples=[1.05])
+    confidence: float = Field(..., ge=0, le=1, description="OCR confidence of the line(s)", examples=[0.97])
+    centrality: float = Field(..., ge=0, le=1, description="1 at the photo's centre, 0 in a corner",
+                              examples=[0.8])
 
 
 class PlateFields(BaseModel):
@@ -236,11 +149,15 @@ class PlateFields(BaseModel):
                                examples=["LL-DDD-LL"])
     confidence: float | None = Field(None, ge=0, le=1, description="OCR confidence of the picked line(s)",
                                      examples=[0.97])
+    candidates: list[PlateCandidate] = Field(default_factory=list,
+                                             description=f"the best {MAX_CANDIDATES} readings weighed, best first "
+                                                         "(the first is the one picked)")
 
 
 @dataclass(frozen=True)
 class _Candidate:
     raw: str
+    evidence: tuple[Evidence | None, ...] | None  # per character of raw; None when the line(s) carry none
     confidence: float
     x0: float
     y0: float
@@ -248,8 +165,14 @@ class _Candidate:
     y1: float
 
 
-def _candidates(boxes: list[LineBox]) -> list[_Candidate]:
-    cands = [_Candidate(b.text, b.confidence, b.x0, b.y0, b.x1, b.y1) for b in boxes]
+def _evidence(lines: Sequence[TextLineLike], box: LineBox) -> tuple[Evidence | None, ...] | None:
+    """The recogniser's per-character evidence of the line behind `box`, when it is aligned with its text."""
+    chars = tuple(getattr(lines[box.index], "char_evidence", ()) or ())
+    return chars if chars and len(chars) == len(box.text) else None
+
+
+def _candidates(lines: Sequence[TextLineLike], boxes: list[LineBox]) -> list[_Candidate]:
+    cands = [_Candidate(b.text, _evidence(lines, b), b.confidence, b.x0, b.y0, b.x1, b.y1) for b in boxes]
     for a in boxes:
         for b in boxes:
             if a is b or not 0.6 <= a.height / b.height <= 1.67:
@@ -259,9 +182,33 @@ def _candidates(boxes: list[LineBox]) -> list[_Candidate]:
             overlap = min(a.x1, b.x1) - max(a.x0, b.x0)
             stacked = 0 <= b.y0 - a.y1 < 0.8 * h and overlap > 0.5 * min(a.width, b.width)
             if same_row or stacked:
-                cands.append(_Candidate(f"{a.text} {b.text}", (a.confidence + b.confidence) / 2,
+                ea, eb = _evidence(lines, a), _evidence(lines, b)
+                joined = None if ea is None or eb is None else (*ea, None, *eb)
+                cands.append(_Candidate(f"{a.text} {b.text}", joined, (a.confidence + b.confidence) / 2,
                                         min(a.x0, b.x0), min(a.y0, b.y0), max(a.x1, b.x1), max(a.y1, b.y1)))
     return cands
+
+
+def _plate_shaped(cand: _Candidate) -> bool:
+    aspect = (cand.x1 - cand.x0) / max(cand.y1 - cand.y0, 1e-6)
+    key = plate_key(cand.raw)
+    return _PLATE_ASPECT[0] <= aspect <= _PLATE_ASPECT[1] and _PLATE_CHARS[0] <= len(key) <= _PLATE_CHARS[1] \
+        and any(c.isdigit() for c in key)
+
+
+# A line in the largest plate-shaped box beats a smaller line that only fits a format better: a sticker or a dealer
+# frame half the plate line's height loses 0.175 on region, more than a fixed format's 1.0 over the generic 0.6
+# gains on pattern (0.16).
+_W_REGION, _W_PATTERN, _W_CONFIDENCE, _W_CENTRALITY = 0.35, 0.4, 0.1, 0.15
+# A changed read ranks a little below the same text read as it is.
+_RULE_PENALTY = {"as_read": 0.0, "band_code": 0.02, "leading_glyph": 0.05, "trailing_glyph": 0.05,
+                 "separator_glyph": 0.05, "alternative": 0.05}
+
+
+def _readings(cand: _Candidate) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(text, rule, changes) for the read as it is and for every change the layout rules allow."""
+    fixed: list[Correction] = corrections(cand.raw, cand.evidence)
+    return [(cand.raw, "as_read", ())] + [(c.raw, c.rule, c.changes) for c in fixed]
 
 
 class PlateProfile(Profile):
@@ -283,39 +230,33 @@ class PlateProfile(Profile):
         if not boxes:
             return PlateFields()
         width, height = (max(float(v), 1.0) for v in image_size)
-        max_h = max(b.height for b in boxes)
-        best: tuple[float, _Candidate, PlateMatch] | None = None
-        for cand in _candidates(boxes):
-            if _TIMESTAMP.search(cand.raw):
-                continue
-            variants = [(cand.raw, 0.0)]
-            stripped = _strip_band(cand.raw)
-            if stripped:
-                variants.append((stripped, 0.02))
-            glyph = _drop_leading_glyph(cand.raw)
-            if glyph:
-                variants.append((glyph, 0.05))
-            separator = _separator_read_as_glyph(cand.raw)
-            if separator:
-                variants.append((separator, 0.05))
-            for raw, penalty in variants:
-                match = match_plate(raw)
+        cands = [c for c in _candidates(lines, boxes) if not _TIMESTAMP.search(c.raw)]
+        shaped = [c for c in cands if _plate_shaped(c)]
+        max_h = max((c.y1 - c.y0 for c in shaped), default=1.0)
+        scored: list[tuple[PlateCandidate, PlateMatch, _Candidate]] = []
+        for cand in cands:
+            h = cand.y1 - cand.y0
+            region = min(h / max_h, 1.0) if _plate_shaped(cand) else 0.0
+            dx = ((cand.x0 + cand.x1) / 2 - width / 2) / width
+            dy = ((cand.y0 + cand.y1) / 2 - height / 2) / height
+            centrality = 1.0 - min(math.hypot(dx, dy) / 0.7071, 1.0)
+            confidence = min(max(cand.confidence, 0.0), 1.0)
+            for text, rule, changes in _readings(cand):
+                match = match_plate(text)
                 if match is None:
                     continue
-                h = cand.y1 - cand.y0
-                size = min(h / max_h, 1.0)
-                dx = ((cand.x0 + cand.x1) / 2 - width / 2) / width
-                dy = ((cand.y0 + cand.y1) / 2 - height / 2) / height
-                centrality = 1.0 - min(math.hypot(dx, dy) / 0.7071, 1.0)
-                aspect = (cand.x1 - cand.x0) / max(h, 1e-6)
-                aspect_ok = 1.0 if 1.2 <= aspect <= 10 else 0.5
-                score = (0.55 * match.pattern_score + 0.2 * cand.confidence + 0.15 * size + 0.1 * centrality) \
-                    * aspect_ok - penalty
-                if best is None or score > best[0]:
-                    best = (score, cand, match)
-        if best is None:
+                score = _W_REGION * region + _W_PATTERN * match.pattern_score + _W_CONFIDENCE * confidence \
+                    + _W_CENTRALITY * centrality - _RULE_PENALTY[rule]
+                scored.append((PlateCandidate(
+                    read=cand.raw, text=text, plate=match.plate, format=match.layout,
+                    country_guess=match.country, rule=rule, changes=list(changes), score=round(score, 4),
+                    region=round(region, 4), pattern=round(match.pattern_score, 4),
+                    confidence=round(confidence, 4), centrality=round(centrality, 4)), match, cand))
+        if not scored:
             return PlateFields()
-        _, cand, match = best
+        scored.sort(key=lambda item: -item[0].score)
+        top, match, cand = scored[0]
         return PlateFields(plate=match.plate, plate_display=match.display, plate_raw=cand.raw,
                            country_guess=match.country, format=match.layout,
-                           confidence=round(min(max(cand.confidence, 0.0), 1.0), 4))
+                           confidence=round(min(max(cand.confidence, 0.0), 1.0), 4),
+                           candidates=[c for c, _, _ in scored[:MAX_CANDIDATES]])

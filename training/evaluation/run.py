@@ -34,6 +34,7 @@ from service.profiles import get_profile
 from service.profiles.base import TextLineLike, line_boxes
 from service.profiles.invoice import parse_amount, parse_date
 from service.profiles.mrz import normalise_mrz_text
+from service.vision.ctc import CharEvidence
 
 from .matching import Shape
 from .metrics import PRCounts, RecCounts, alnum_key, det_counts, edit_distance, fold_o0, normalise_text, ratio
@@ -325,7 +326,9 @@ def score_predictions(domain: str, records: Sequence[LabelRecord], preds: Sequen
         item["pred_lines"] = [{"text": ln.text, "confidence": round(float(ln.confidence), 4),
                                "polygon": [[round(float(x), 1), round(float(y), 1)] for x, y in ln.polygon],
                                "char_confidences": [round(float(c), 4)
-                                                    for c in getattr(ln, "char_confidences", ())]}
+                                                    for c in getattr(ln, "char_confidences", ())],
+                               "chars": [[[[a, round(float(p), 4)] for a, p in ch.alternatives], ch.start, ch.end]
+                                         for ch in getattr(ln, "char_evidence", ())]}
                               for ln in lines]
     return DomainReport(domain, "", len(records), metrics, counts, per_image)
 
@@ -338,6 +341,7 @@ class SavedLine:
     confidence: float
     polygon: list[tuple[float, float]]
     char_confidences: tuple[float, ...] = ()  # absent in reports saved before they were recorded
+    char_evidence: tuple[CharEvidence, ...] = ()  # likewise
 
 
 def rescore_saved(path: str | Path, data_dir: str | Path) -> dict[str, list[DomainReport]]:
@@ -353,7 +357,9 @@ def rescore_saved(path: str | Path, data_dir: str | Path) -> dict[str, list[Doma
             by_name = {r.image.name: r for r in load_labels(domain_dir(data_dir, domain))}
             items = rep["per_image"]
             preds = [[SavedLine(x["text"], x["confidence"], [tuple(p) for p in x["polygon"]],
-                                tuple(x.get("char_confidences", ())))
+                                tuple(x.get("char_confidences", ())),
+                                tuple(CharEvidence(tuple((a, p) for a, p in alts), start, end)
+                                      for alts, start, end in x.get("chars", ())))
                       for x in it["pred_lines"]] for it in items]
             report = score_predictions(domain, [by_name[it["image"]] for it in items], preds,
                                        [tuple(it["image_size"]) for it in items])
