@@ -7,7 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from service.profiles.mrz import build_td1, build_td2, build_td3, check_digit, find_mrz, normalise_mrz_text, parse_mrz
+from profile_lines import evidence_line
+
+from service.profiles.mrz import (
+    build_td1,
+    build_td2,
+    build_td3,
+    check_digit,
+    decide_type,
+    find_mrz,
+    normalise_mrz_text,
+    parse_mrz,
+    restore_fillers,
+)
 
 # ICAO Doc 9303 specimens (part 4 TD3 passport, part 5 TD1 card, part 6 TD2 card).
 TD3 = ("P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<", "L898902C36UTO7408122F1204159ZE184226B<<<<<10")
@@ -148,11 +160,23 @@ def test_digits_in_letter_only_fields_become_letters() -> None:
     assert r.valid and (r.issuing_country, r.surname, r.nationality) == ("POL", "DONALDSON", "POL")
 
 
-def test_document_number_look_alikes_resolved_by_the_check_digits() -> None:
-    # Label QFTZ84KO1; OCR read Z as 2 and O as 0. Only one swap set makes both check digits valid.
+def _ev(text: str, probs: dict[int, float] | None = None, alts: dict[int, list[tuple[str, float]]] | None = None):
+    return evidence_line(text, 0, 0, 10, 1, probs=probs, alts=alts).char_evidence
+
+
+def test_document_number_look_alikes_resolved_by_the_recognisers_alternatives() -> None:
+    # Label QFTZ84KO1; OCR read Z as 2 and O as 0, each with the true character a close second.
+    l1 = "P<BELMACIEL<<JAMES<<<<<<<<<<<<<<<<<<<<<<<<<<"
+    read = "QFT284K012BEL6103051M2706225<<<<<<<<<<<<<<04"
+    r = parse_mrz((l1, read), evidence=[None, _ev(read, {3: 0.6, 7: 0.6}, {3: [("Z", 0.3)], 7: [("O", 0.3)]})])
+    assert r.valid and r.document_number == "QFTZ84KO1" and r.failed_checks == []
+    assert [c.split(":")[0] for c in r.corrections] == ["document_number", "document_number"]
+
+
+def test_without_the_recognisers_evidence_a_failing_document_number_stays_invalid_and_named() -> None:
     r = parse_mrz(("P<BELMACIEL<<JAMES<<<<<<<<<<<<<<<<<<<<<<<<<<", "QFT284K012BEL6103051M2706225<<<<<<<<<<<<<<04"))
-    assert r.valid and r.document_number == "QFTZ84KO1"
-    assert any(c.startswith("document_number:") for c in r.corrections)
+    assert not r.valid and r.check_digits["document_number"] is False
+    assert r.failed_checks == ["document_number", "composite"]
 
 
 def test_unresolvable_document_number_stays_invalid() -> None:
@@ -165,22 +189,52 @@ def test_printed_labels_are_not_taken_for_an_mrz() -> None:
     assert r is not None and r.mrz_lines == list(TD3)
 
 
-def test_equally_valid_corrections_are_decided_by_the_least_confident_character() -> None:
+def test_equally_valid_readings_are_decided_by_the_recogniser_or_left_invalid() -> None:
     """O/0 at positions 1 and 7 of a document number carry the same check weight (3): both swaps pass every check
-    digit, so only the recogniser's per-character confidence can tell which character it misread."""
+    digit, so only the recogniser's alternatives can tell which character it misread."""
     l1, l2 = build_td3("P", "D", "KEEN", "HOWARD", "XO6U89Q06", "D", "700628", "M", "330321")
     read = "X06U89Q06" + l2[9:]  # the O at position 1 read as 0
-    sure = [0.99] * len(read)
-    assert parse_mrz([l1, read]).valid is False  # ambiguous without confidences: left alone, flagged invalid
-    assert parse_mrz([l1, read], scores=[None, sure]).valid is False  # uniform confidences: still ambiguous
-    doubt_1 = list(sure)
-    doubt_1[1] = 0.55
-    fixed = parse_mrz([l1, read], scores=[None, doubt_1])
+    assert parse_mrz([l1, read]).valid is False  # no evidence: the check digit fails, nothing is guessed
+    both = _ev(read, {1: 0.6, 7: 0.6}, {1: [("O", 0.35)], 7: [("O", 0.35)]})
+    r = parse_mrz([l1, read], evidence=[None, both])
+    assert r.valid is False and r.ambiguous_fields == ["document_number"]
+    one = _ev(read, {1: 0.6}, {1: [("O", 0.35)], 7: [("O", 0.001)]})
+    fixed = parse_mrz([l1, read], evidence=[None, one])
     assert fixed.valid and fixed.document_number == "XO6U89Q06" and fixed.mrz_lines[1] == l2
-    assert fixed.corrections == ["document_number:X06U89Q06->XO6U89Q06"]
-    doubt_7 = list(sure)
-    doubt_7[7] = 0.55
-    assert parse_mrz([l1, read], scores=[None, doubt_7]).document_number == "X06U89QO6"
-    # find_mrz takes the scores per text line, in the same order as the texts
-    found = find_mrz(["PASSPORT", l1, read], [None, None, doubt_1])
+    assert fixed.corrections == ["document_number:1:1:0->O"]
+    # find_mrz takes the evidence per text line, in the same order as the texts
+    found = find_mrz(["PASSPORT", l1, read], [None, None, one])
     assert found is not None and found.document_number == "XO6U89Q06"
+
+
+def test_a_read_that_passes_is_not_valid_when_a_close_reading_passes_too() -> None:
+    """Two O->0 misreads at check weights 7 and 3 cancel: the read passes every check digit with the wrong
+    document number. When the recogniser had O as a close second at both, valid is false and the field named."""
+    l1, l2 = build_td3("P", "GBR", "LEE", "ROSETTA", "OV63CV9O2", "GBR", "161124", "F", "251109")
+    read = "0V63CV902" + l2[9:]
+    assert parse_mrz([l1, read]).valid  # the check digits alone cannot see it
+    ev = _ev(read, {0: 0.7, 7: 0.7}, {0: [("O", 0.25)], 7: [("O", 0.25)]})
+    r = parse_mrz([l1, read], evidence=[None, ev])
+    assert r.valid is False and r.failed_checks == ["document_number"] and r.check_digits["document_number"]
+
+
+@pytest.mark.parametrize(("lines", "kind"), [
+    (("P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<", "L898902C36UTO7408122F1204159ZE18"), "TD3"),  # short reads, code P
+    (("I<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<", "D231458907UTO7408122F1204159<<<<<<<<<<<<6"), "TD2"),
+    (("V<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<", "L8988901C4XXX4009078F96121096ZE184226B<<<<<<"), "TD3"),
+    (("V<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<", "L8988901C4XXX4009078F9612109<<<<<<<<"), "TD2"),
+    (("I<UTOD231458907<<<<<<<<<<<<<<<", "7408122F1204159UTO<<<<<<<<<<<6", "ERIKSSON<<ANNA<MARIA<<<<<<<<<<"), "TD1"),
+])
+def test_the_type_comes_from_the_document_code_and_line_count_then_the_length(lines, kind: str) -> None:
+    assert decide_type([normalise_mrz_text(x) for x in lines]) == kind
+
+
+def test_filler_runs_are_restored_from_their_spans_on_the_line_image() -> None:
+    """CTC merged '<<<<' into one '<': its time steps still cover four cells, so that run (not the longest one)
+    gets the missing fillers."""
+    true = "AB<<<<CD<<EF"
+    read = "AB<CD<<EF"
+    centres = [0, 2, 4, 10, 12, 14, 16, 18, 20]  # pitch 2: the merged run spans 4 cells between B (2) and C (10)
+    ev = evidence_line(read, 0, 0, 10, 1, centres=centres).char_evidence
+    assert restore_fillers(read, len(true), ev)[0] == true
+    assert restore_fillers(read, len(true))[0] == "AB<CD<<<<<EF"  # without spans: the longest run grows

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from profile_lines import line
+from profile_lines import evidence_line, line
 
 from service.profiles import IdDocumentFields, get_profile
 from service.profiles.mrz import build_td1
@@ -56,28 +56,29 @@ def test_no_mrz() -> None:
     assert f["mrz_type"] is None and f["valid"] is False and f["mrz_lines"] == []
 
 
-def test_per_character_confidences_of_the_lines_decide_an_ambiguous_correction() -> None:
-    """The pipeline's TextLine.char_confidences reach the MRZ resolver, also through a row split in two boxes."""
-    from dataclasses import dataclass
-
+def test_the_recognisers_alternatives_decide_a_correction_also_through_a_row_split_in_two_boxes() -> None:
+    """The pipeline's TextLine.char_evidence reaches the MRZ parser, also through a row split in two boxes."""
     from service.profiles.mrz import build_td3
-
-    @dataclass(frozen=True)
-    class ScoredLine:
-        text: str
-        confidence: float
-        polygon: list[tuple[float, float]]
-        char_confidences: tuple[float, ...]
 
     l1, l2 = build_td3("P", "D", "KEEN", "HOWARD", "XO6U89Q06", "D", "700628", "M", "330321")
     read = "X06U89Q06" + l2[9:]
-    scores = [0.99] * len(read)
-    scores[1] = 0.5
     left, right = read[:20], read[20:]
     lines = _page((l1,)) + [
-        ScoredLine(left, 0.9, [(40, 745), (560, 745), (560, 783), (40, 783)], tuple(scores[:20])),
-        ScoredLine(right, 0.9, [(580, 746), (1160, 746), (1160, 784), (580, 784)], tuple(scores[20:]))]
+        evidence_line(left, 40, 745, 560, 783, probs={1: 0.6}, alts={1: [("O", 0.35)]}),
+        evidence_line(right, 580, 746, 1160, 784)]
     f = get_profile("id").extract_fields(lines, SIZE)
     assert f["valid"] and f["document_number"] == "XO6U89Q06" and f["mrz_lines"] == [l1, l2]
-    plain = _page((l1,)) + [line(read, 40, 745, 1160, 783)]  # no confidences: ambiguous, reported invalid
-    assert get_profile("id").extract_fields(plain, SIZE)["valid"] is False
+    plain = _page((l1,)) + [line(read, 40, 745, 1160, 783)]  # no evidence: the check digit fails, reported
+    f = get_profile("id").extract_fields(plain, SIZE)
+    assert f["valid"] is False and f["failed_checks"] == ["document_number", "composite"]
+
+
+def test_a_short_filler_run_does_not_make_a_passport_a_td2_card() -> None:
+    """A passport whose '<' runs were read short (one line now 36 characters, like a TD2 card's): the document code
+    says TD3, the fillers are restored to 44 and only then validated."""
+    l2 = "L898902C36UTO7408122F1204159<<<<<<<<<<<<<<02"
+    from service.profiles.mrz import check_digit
+    l2 = l2[:43] + check_digit(l2[0:10] + l2[13:20] + l2[21:43])
+    short = (TD3[0][:30], l2.replace("<" * 14, "<" * 6))
+    f = get_profile("id").extract_fields(_page(short), SIZE)
+    assert f["mrz_type"] == "TD3" and f["document_type"] == "P" and f["mrz_lines"] == [TD3[0], l2] and f["valid"]

@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
-__all__ = ["LineBox", "Profile", "TextLineLike", "group_rows", "line_boxes"]
+__all__ = ["Evidence", "LineBox", "Profile", "TextLineLike", "char_evidence", "group_rows", "line_boxes"]
 
 
 @runtime_checkable
@@ -27,6 +27,27 @@ class TextLineLike(Protocol):
 
     @property
     def polygon(self) -> Sequence[Sequence[float]]: ...
+
+
+class Evidence(Protocol):
+    """What the recogniser saw for one character (service.vision.ctc.CharEvidence): its alternatives, best first
+    (the first is the character read), and the time-step span of the character in the line crop's CTC output."""
+
+    @property
+    def alternatives(self) -> Sequence[tuple[str, float]]: ...
+
+    @property
+    def start(self) -> int: ...
+
+    @property
+    def end(self) -> int: ...
+
+
+def char_evidence(line: TextLineLike) -> tuple[Evidence, ...] | None:
+    """The line's per-character evidence when it has some aligned with its text (the pipeline's lines do; test
+    doubles and other OCR engines' lines may not)."""
+    chars = tuple(getattr(line, "char_evidence", ()) or ())
+    return chars if chars and len(chars) == len(str(line.text)) else None
 
 
 @dataclass(frozen=True)

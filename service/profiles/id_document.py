@@ -7,12 +7,13 @@ can be trusted when `valid` is true. The visual zone varies per country and is l
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import ClassVar
 
 from pydantic import BaseModel, Field
 
-from .base import LineBox, Profile, TextLineLike, group_rows, line_boxes
-from .mrz import Scores, find_mrz, normalise_mrz_scored
+from .base import Evidence, LineBox, Profile, TextLineLike, char_evidence, group_rows, line_boxes
+from .mrz import LineEvidence, find_mrz, normalise_mrz_with
 
 __all__ = ["IdDocumentFields", "IdDocumentProfile"]
 
@@ -34,23 +35,36 @@ class IdDocumentFields(BaseModel):
     personal_number: str | None = Field(None, examples=["ZE184226B"])
     check_digits: dict[str, bool] = Field(default_factory=dict,
                                           description="per-field ICAO 9303 check digit result, incl. composite")
-    valid: bool = Field(False, description="true when an MRZ was found and every check digit matches")
+    valid: bool = Field(False, description="true when an MRZ was found, every check digit of its lines (fillers "
+                                           "restored to the type's length) matches, and no other reading the "
+                                           "recogniser found nearly as likely would pass them too")
+    failed_checks: list[str] = Field(default_factory=list,
+                                     description="why valid is false: the check digits that fail, then the fields "
+                                                 "another close reading would pass in as well",
+                                     examples=[["document_number", "composite"]])
     mrz_lines: list[str] = Field(default_factory=list, description="the MRZ lines as parsed (normalised)")
 
 
-def _char_scores(lines: Sequence[TextLineLike], box: LineBox) -> Sequence[float] | None:
-    """The recogniser's per-character confidences of the line behind ``box``, when the line carries them."""
-    scores = getattr(lines[box.index], "char_confidences", None)
-    return tuple(scores) if scores and len(scores) == len(box.text) else None
+@dataclass(frozen=True)
+class _Moved:
+    """A character's evidence without its time-step span: spans of pieces cropped apart share no time axis."""
+
+    alternatives: Sequence[tuple[str, float]]
+    start: int = -1
+    end: int = -1
 
 
-def _merge_row(lines: Sequence[TextLineLike], row: list[LineBox]) -> tuple[str, Scores | None]:
+def _merge_row(lines: Sequence[TextLineLike], row: list[LineBox]) -> tuple[str, LineEvidence | None]:
     """An MRZ line split by the detector into pieces on one row is read left to right as one line."""
-    parts = [normalise_mrz_scored(b.text, _char_scores(lines, b)) for b in row]
+    parts = [normalise_mrz_with(b.text, char_evidence(lines[b.index])) for b in row]
     text = "".join(t for t, _ in parts)
-    if any(sc is None for _, sc in parts):
+    if any(ev is None for _, ev in parts):
         return text, None
-    return text, tuple(x for _, sc in parts for x in sc)  # type: ignore[union-attr]
+    if len(parts) == 1:
+        return parts[0]
+    merged: list[Evidence | None] = [None if e is None else _Moved(e.alternatives) for _, ev in parts
+                                     for e in ev]  # type: ignore[union-attr]
+    return text, tuple(merged)
 
 
 class IdDocumentProfile(Profile):
@@ -65,7 +79,7 @@ class IdDocumentProfile(Profile):
         # Whole rows first (split lines); single lines as well, in case unrelated text shares a row.
         result = find_mrz([t for t, _ in merged], [sc for _, sc in merged])
         if result is None or not result.valid:
-            alt = find_mrz([b.text for b in boxes], [_char_scores(lines, b) for b in boxes])
+            alt = find_mrz([b.text for b in boxes], [char_evidence(lines[b.index]) for b in boxes])
             if alt is not None and (result is None or sum(alt.check_digits.values()) >
                                     sum(result.check_digits.values())):
                 result = alt

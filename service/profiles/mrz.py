@@ -4,28 +4,40 @@ The builders are imported by the synthetic data generator, so the MRZ we train o
 here follow one implementation of the standard. The parser accepts OCR output: spaces, '«' for '<',
 miscounted '<' fillers and letter/digit confusions in the strictly numeric positions (check digits and
 dates), and reports every check digit separately so a caller can tell a misread from a forged document.
+
+Order matters for `valid` to be trusted: the type is decided from the document code, the number of lines and their
+length on the image, never from which layout's check digits pass; the filler runs are restored to that type's line
+length; only then are the check digits computed. A read whose check digits pass while another reading the
+recogniser found nearly as likely passes too is not valid (the check digits cannot tell the two apart).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import itertools
 import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from statistics import median
+
+from .base import Evidence
 
 __all__ = [
+    "CLOSE_RATIO",
     "MRZ_SPECS",
+    "LineEvidence",
     "MrzResult",
-    "Scores",
     "build_td1",
     "build_td2",
     "build_td3",
     "check_digit",
+    "decide_type",
     "find_mrz",
-    "normalise_mrz_scored",
     "normalise_mrz_text",
+    "normalise_mrz_with",
     "parse_mrz",
+    "restore_fillers",
 ]
 
 _WEIGHTS = (7, 3, 1)
@@ -35,11 +47,13 @@ _TO_DIGIT = str.maketrans({"O": "0", "Q": "0", "D": "0", "U": "0", "I": "1", "L"
 # Digits an OCR engine produces where the MRZ can only hold a letter (names, country codes, document type).
 _TO_LETTER = str.maketrans({"0": "O", "1": "I", "2": "Z", "5": "S", "6": "G", "8": "B"})
 # Look-alikes tried in alphanumeric fields (document number) when only its check digit fails.
-_SWAP = {"0": "O", "O": "0", "1": "I", "I": "1", "2": "Z", "Z": "2", "5": "S", "S": "5", "8": "B", "B": "8",
-         "6": "G", "G": "6"}
+# An alternative the recogniser gives at least a tenth of the read character's probability is a reading to weigh
+# against the check digits. A tenth: a check digit passes a wrong reading 1 time in 10, so a reading the recogniser
+# finds 10 times less likely than the read one is as likely as a chance pass, and no longer informative.
+CLOSE_RATIO = 0.1
+# Characters changed to the recogniser's close alternatives in one reading: each one more multiplies the chance that
+# a wrong reading passes the check digits by chance.
 _MAX_SWAPS = 2
-# How much lower (summed 1 - confidence) the swapped characters of the chosen variant must be than the runner-up's.
-_MIN_DOUBT_MARGIN = 0.02
 # (lines, line length) per document type.
 MRZ_SPECS: dict[str, tuple[int, int]] = {"TD1": (3, 30), "TD2": (2, 36), "TD3": (2, 44)}
 
@@ -153,10 +167,19 @@ class MrzResult:
     birth_date_raw: str = ""
     expiry_date_raw: str = ""
     corrections: list[str] = field(default_factory=list)
+    ambiguous_fields: list[str] = field(default_factory=list)
+
+    @property
+    def failed_checks(self) -> list[str]:
+        """The check digits that fail, then the fields another close reading would also pass in."""
+        return [k for k, ok in self.check_digits.items() if not ok] + \
+            [f for f in self.ambiguous_fields if self.check_digits.get(f, True)]
 
     def as_dict(self) -> dict:
-        return {k: (dict(v) if isinstance(v, dict) else list(v) if isinstance(v, list) else v)
-                for k, v in self.__dict__.items()}
+        out = {k: (dict(v) if isinstance(v, dict) else list(v) if isinstance(v, list) else v)
+               for k, v in self.__dict__.items()}
+        out["failed_checks"] = self.failed_checks
+        return out
 
 
 def normalise_mrz_text(text: str) -> str:
@@ -167,38 +190,106 @@ def normalise_mrz_text(text: str) -> str:
     return t
 
 
-Scores = tuple[float, ...]  # per-character recogniser confidence, aligned with a line's characters
+LineEvidence = tuple[Evidence | None, ...]  # per character of a line; None where the recogniser emitted none
 
 
-def normalise_mrz_scored(text: str, scores: Sequence[float] | None) -> tuple[str, Scores | None]:
-    """`normalise_mrz_text` that carries each character's confidence along (None when not aligned)."""
-    if scores is None or len(scores) != len(text):
+def normalise_mrz_with(text: str, evidence: Sequence[Evidence | None] | None
+                       ) -> tuple[str, LineEvidence | None]:
+    """`normalise_mrz_text` that carries each character's evidence along (None when not aligned with `text`);
+    a '«' read for '<<' gives both fillers the same evidence."""
+    if evidence is None or len(evidence) != len(text):
         return normalise_mrz_text(text), None
     chars: list[str] = []
-    kept: list[float] = []
-    for c, score in zip(text, scores):
+    kept: list[Evidence | None] = []
+    for c, ev in zip(text, evidence):
         norm = normalise_mrz_text(c)
         chars.append(norm)
-        kept.extend([float(score)] * len(norm))
+        kept.extend([ev] * len(norm))
     return "".join(chars), tuple(kept)
 
 
-def _fit_length(line: str, length: int, scores: Scores | None = None) -> tuple[str, Scores | None]:
-    """Grow or shrink the longest '<' run (where OCR miscounts most) so the line has `length` chars; the scores
-    of the characters outside that run keep their positions relative to it."""
+def decide_type(lines: Sequence[str], cells: Sequence[int] | None = None) -> str | None:
+    """TD1, TD2 or TD3 from what the page shows, before any check digit is looked at (a check digit that happens to
+    pass in the wrong layout must not choose it): three lines are TD1; of two lines, a passport ('P') is TD3 and an
+    identity card ('I', 'A', 'C') TD2; otherwise (visas, a misread document code) the longer line decides,
+    measured in character cells on the line image (`cells`, when known) or else in characters read."""
+    if len(lines) == 3:
+        return "TD1"
+    if len(lines) != 2:
+        return None
+    code = lines[0][:1]
+    if code == "P":
+        return "TD3"
+    if code in ("I", "A", "C"):
+        return "TD2"
+    longest = max(cells) if cells else max(len(x) for x in lines)
+    return "TD3" if longest > (36 + 44) / 2 else "TD2"
+
+
+def _pitch(line: str, evidence: LineEvidence) -> float | None:
+    """Median time-step distance between the centres of neighbouring non-filler characters (fixed-pitch OCR-B)."""
+    gaps = [((b.start + b.end) - (a.start + a.end)) / 2
+            for ca, cb, a, b in zip(line, line[1:], evidence, evidence[1:])
+            if ca != "<" and cb != "<" and a is not None and b is not None and b.start > a.end]
+    return median(gaps) if len(gaps) >= 3 else None
+
+
+def _filler_runs_from_spans(line: str, evidence: LineEvidence | None) -> tuple[str, LineEvidence] | None:
+    """Each '<' run as long as the line image shows it: CTC merges a run of identical fillers into fewer
+    characters, but their time steps still span the run, so (distance between the run's neighbours) / pitch
+    counts its cells. None when the evidence has no usable spans."""
+    if evidence is None or any(e is None or e.start < 0 for e in evidence):
+        return None
+    pitch = _pitch(line, evidence)
+    if pitch is None or pitch <= 0:
+        return None
+    out, kept = [], []
+    for m in re.finditer(r"<+|[^<]+", line):
+        a, b = m.start(), m.end()
+        if line[a] != "<" or a == 0:
+            out.append(line[a:b])
+            kept.extend(evidence[a:b])
+            continue
+        prev = evidence[a - 1]
+        centre_prev = (prev.start + prev.end) / 2  # type: ignore[union-attr]
+        if b < len(line):
+            nxt = evidence[b]
+            n = round(((nxt.start + nxt.end) / 2 - centre_prev) / pitch) - 1  # type: ignore[union-attr]
+        else:
+            n = round((evidence[b - 1].end - centre_prev) / pitch)  # type: ignore[union-attr]
+        n = max(n, 1)
+        out.append("<" * n)
+        kept.extend([None] * n)
+    return "".join(out), tuple(kept)
+
+
+def restore_fillers(line: str, length: int, evidence: LineEvidence | None = None
+                    ) -> tuple[str, LineEvidence | None]:
+    """The line with its '<' runs restored to the format's `length`: first each run to the cells the line image
+    shows (when the recogniser's spans are known and agree with the format within 2 characters), then the
+    longest run grown or shrunk by what is still missing (OCR miscounts long runs most)."""
+    spans = _filler_runs_from_spans(line, evidence)
+    if spans is not None and abs(len(spans[0]) - length) <= 2:
+        line, evidence = spans
+    return _fit_length(line, length, evidence)
+
+
+def _fit_length(line: str, length: int, evidence: LineEvidence | None = None
+                ) -> tuple[str, LineEvidence | None]:
+    """Grow or shrink the longest '<' run so the line has `length` chars (evidence of added fillers: None)."""
     if len(line) == length:
-        return line, scores
+        return line, evidence
     runs = [(m.end() - m.start(), m.start(), m.end()) for m in re.finditer(r"<+", line)]
     if not runs:
-        return line, scores
+        return line, evidence
     n, start, end = max(runs)
     delta = length - len(line)
     if n + delta < 1:
-        return line, scores
+        return line, evidence
     fitted = line[:start] + "<" * (n + delta) + line[end:]
-    if scores is not None:
-        scores = scores[:start] + (1.0,) * (n + delta) + scores[end:]
-    return fitted, scores
+    if evidence is not None:
+        evidence = evidence[:start] + (None,) * (n + delta) + evidence[end:]
+    return fitted, evidence
 
 
 def _fix_digits(s: str) -> str:
@@ -342,90 +433,133 @@ def _sex(c: str) -> str:
 _PARSERS = {"TD1": _parse_td1, "TD2": _parse_td2, "TD3": _parse_td3}
 
 
-def _resolve_document_number(mrz_type: str, lines: list[str], result: MrzResult,
-                              scores: Sequence[Scores | None] | None = None) -> MrzResult:
-    """Swap look-alikes (O/0, I/1, Z/2, S/5, B/8, G/6) in the document number when its check digit fails.
+# Positions that only a digit may hold, per type: (line, start, end) ranges of dates and check digits.
+_NUMERIC: dict[str, tuple[tuple[int, int, int], ...]] = {
+    "TD3": ((1, 9, 10), (1, 13, 20), (1, 21, 28), (1, 42, 44)),
+    "TD2": ((1, 9, 10), (1, 13, 20), (1, 21, 28), (1, 35, 36)),
+    "TD1": ((1, 0, 7), (1, 8, 15), (1, 29, 30)),
+}
+# Positions some check digit covers, per type: only there can a check digit choose or doubt a character.
+_COVERED: dict[str, tuple[tuple[int, int, int], ...]] = {
+    "TD3": ((1, 0, 10), (1, 13, 20), (1, 21, 44)),
+    "TD2": ((1, 0, 10), (1, 13, 20), (1, 21, 36)),
+    "TD1": ((0, 5, 30), (1, 0, 7), (1, 8, 15), (1, 18, 30)),
+}
+_FIELD_AT: dict[str, tuple[tuple[int, int, int, str], ...]] = {
+    "TD3": ((1, 0, 10, "document_number"), (1, 13, 20, "birth_date"), (1, 21, 28, "expiry_date"),
+            (1, 28, 43, "personal_number"), (1, 43, 44, "composite")),
+    "TD2": ((1, 0, 10, "document_number"), (1, 13, 20, "birth_date"), (1, 21, 28, "expiry_date"),
+            (1, 28, 35, "optional_data"), (1, 35, 36, "composite")),
+    "TD1": ((0, 5, 15, "document_number"), (0, 15, 30, "optional_data"), (1, 0, 7, "birth_date"),
+            (1, 8, 15, "expiry_date"), (1, 18, 29, "optional_data"), (1, 29, 30, "composite")),
+}
+_MRZ_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789<")
 
-    Accepted when exactly one variant with the fewest swaps (at most _MAX_SWAPS) makes every check digit
-    (document number and composite) valid. Several can: swapping O/0 at two positions with the same check weight
-    (7-3-1 repeats every 3 characters) changes both sums alike. Then the recogniser's per-character confidence
-    decides: the variant that changes the least confident characters wins, if no other ties with it. Two mod-10
-    checks still let about 1 in 100 wrong variants through, so a document number misread in some other way can be
-    "resolved" wrongly: `corrections` records every change.
-    """
-    row, start = (0, 5) if mrz_type == "TD1" else (1, 0)
-    number = lines[row][start:start + 9]
-    row_scores = scores[row] if scores is not None and row < len(scores) else None
-    number_scores = row_scores[start:start + 9] if row_scores is not None else None
-    positions = [i for i, c in enumerate(number) if c in _SWAP]
-    if not positions or len(positions) > 9:
+
+def _field_name(mrz_type: str, row: int, col: int) -> str:
+    return next((name for r, a, b, name in _FIELD_AT[mrz_type] if r == row and a <= col < b), f"line{row + 1}")
+
+
+def _close_swaps(mrz_type: str, lines: list[str], evidence: Sequence[LineEvidence | None]
+                 ) -> list[tuple[int, int, str, float]]:
+    """(line, position, character, evidence ratio) for every close alternative the recogniser gave at a position a
+    check digit covers (digits only where only a digit may stand)."""
+    numeric = {(r, i) for r, a, b in _NUMERIC[mrz_type] for i in range(a, b)}
+    out = []
+    for r, a, b in _COVERED[mrz_type]:
+        ev_line = evidence[r] if r < len(evidence) else None
+        if ev_line is None:
+            continue
+        for i in range(a, min(b, len(lines[r]), len(ev_line))):
+            ev = ev_line[i]
+            if ev is None or not ev.alternatives:
+                continue
+            read_p = ev.alternatives[0][1]
+            for alt, p in ev.alternatives[1:]:
+                alt = normalise_mrz_text(alt)
+                if len(alt) != 1 or alt not in _MRZ_ALPHABET or alt == lines[r][i] or p < CLOSE_RATIO * read_p:
+                    continue
+                if (r, i) in numeric and not alt.isdigit():
+                    continue
+                out.append((r, i, alt, p / max(read_p, 1e-9)))
+    return out
+
+
+def _variants(mrz_type: str, lines: list[str], evidence: Sequence[LineEvidence | None]
+              ) -> list[tuple[float, list[str], list[str]]]:
+    """Readings that change at most _MAX_SWAPS characters to close alternatives: (likelihood ratio against the read,
+    lines, changes)."""
+    swaps = _close_swaps(mrz_type, lines, evidence)
+    out = []
+    for k in range(1, _MAX_SWAPS + 1):
+        for combo in itertools.combinations(swaps, k):
+            if len({(r, i) for r, i, _, _ in combo}) < k:
+                continue  # two alternatives for one position
+            rows = [list(x) for x in lines]
+            ratio = 1.0
+            for r, i, alt, q in combo:
+                rows[r][i] = alt
+                ratio *= q
+            out.append((ratio, ["".join(x) for x in rows], [f"{_field_name(mrz_type, r, i)}:{r}:{i}:{lines[r][i]}->{a}"
+                                                              for r, i, a, _ in combo]))
+    return out
+
+
+def _weigh_alternatives(mrz_type: str, lines: list[str], result: MrzResult,
+                        evidence: Sequence[LineEvidence | None]) -> MrzResult:
+    """Check digits against the recogniser's close alternatives. A read that passes every check while a reading the
+    recogniser found nearly as likely passes too is ambiguous (the check digits cannot tell them apart: two O/0
+    swaps at weights 7 and 3 cancel); a read that fails is replaced by the one such reading that passes, when no
+    other comes within CLOSE_RATIO of its likelihood."""
+    passing = []
+    for ratio, variant, changes in _variants(mrz_type, lines, evidence):
+        candidate = _PARSERS[mrz_type](variant)
+        if candidate.valid and candidate.mrz_lines != result.mrz_lines:
+            passing.append((ratio, candidate, changes))
+    if not passing:
         return result
-    found: dict[int, list[MrzResult]] = {}
-    for mask in range(1, 1 << len(positions)):
-        swaps = bin(mask).count("1")  # noqa: FURB161 (int.bit_count needs no import but reads worse here)
-        if swaps > _MAX_SWAPS:
-            continue  # each extra swap multiplies the chance that wrong readings pass both checks by chance
-        chars = list(number)
-        for bit, i in enumerate(positions):
-            if mask >> bit & 1:
-                chars[i] = _SWAP[chars[i]]
-        fixed = list(lines)
-        fixed[row] = fixed[row][:start] + "".join(chars) + fixed[row][start + 9:]
-        candidate = _PARSERS[mrz_type](fixed)
-        if candidate.valid:
-            doubt = None if number_scores is None else sum(
-                1.0 - number_scores[i] for bit, i in enumerate(positions) if mask >> bit & 1)
-            found.setdefault(swaps, []).append((doubt, candidate))
-    if not found:
+    passing.sort(key=lambda item: -item[0])
+    if result.valid:
+        result.ambiguous_fields = sorted({c.split(":", 1)[0] for _, _, changes in passing for c in changes})
+        result.valid = False
         return result
-    best = found[min(found)]
-    if len(best) > 1:
-        if any(doubt is None for doubt, _ in best):
-            return result
-        best = sorted(best, key=lambda pair: -pair[0])  # most doubted characters first
-        if best[0][0] - best[1][0] < _MIN_DOUBT_MARGIN:
-            return result
-    chosen = best[0][1]
-    chosen.corrections = result.corrections + [f"document_number:{number}->{chosen.document_number}"]
+    if len(passing) > 1 and passing[1][0] >= CLOSE_RATIO * passing[0][0]:
+        result.ambiguous_fields = sorted({c.split(":", 1)[0] for _, _, changes in passing[:2] for c in changes})
+        return result
+    _, chosen, changes = passing[0]
+    chosen.corrections = result.corrections + changes
     return chosen
 
 
-def parse_mrz(lines: Sequence[str], mrz_type: str | None = None,
-              scores: Sequence[Sequence[float] | None] | None = None) -> MrzResult:
-    """Parse 2 or 3 MRZ lines (raw OCR text is fine). The type is inferred from line count and length.
+def _cells(line: str, evidence: LineEvidence | None) -> int | None:
+    """Characters the line image holds, fillers CTC merged included (None without usable spans)."""
+    spans = _filler_runs_from_spans(line, evidence)
+    return None if spans is None else len(spans[0])
 
-    ``scores``: per line, the recogniser's per-character confidences (optional); they only break ties between
-    equally valid document-number corrections. Raises ValueError when the lines cannot be an MRZ of any type.
+
+def parse_mrz(lines: Sequence[str], mrz_type: str | None = None,
+              evidence: Sequence[Sequence[Evidence | None] | None] | None = None) -> MrzResult:
+    """Parse 2 or 3 MRZ lines (raw OCR text is fine): decide the type (`decide_type`, unless given), restore the
+    filler runs to its line length, then validate every check digit.
+
+    ``evidence``: per line, the recogniser's per-character evidence (optional): its spans count merged fillers, its
+    close alternatives are weighed against the check digits (`_weigh_alternatives`). Raises ValueError when the
+    lines cannot be an MRZ.
     """
-    scored = [normalise_mrz_scored(x, None if scores is None else scores[i]) for i, x in enumerate(lines)]
-    norm = [text for text, _ in scored]
-    types = [mrz_type] if mrz_type else [t for t, (n, _) in MRZ_SPECS.items() if n == len(norm)]
-    if not types:
+    normed = [normalise_mrz_with(x, None if evidence is None else evidence[i]) for i, x in enumerate(lines)]
+    norm = [text for text, _ in normed]
+    if mrz_type is None:
+        cells = [_cells(text, ev) for text, ev in normed]
+        mrz_type = decide_type(norm, None if any(c is None for c in cells) else cells)  # type: ignore[arg-type]
+    if mrz_type is None or MRZ_SPECS[mrz_type][0] != len(norm):
         raise ValueError(f"an MRZ has 2 or 3 lines, got {len(norm)}")
-    best: MrzResult | None = None
-    best_key: tuple[float, int] | None = None
-    for t in types:
-        n, length = MRZ_SPECS[t]
-        if len(norm) != n:
-            continue
-        fitted_scored = [_fit_length(x, length, sc) for x, (_, sc) in zip(norm, scored)]
-        fitted = [x for x, _ in fitted_scored]
-        if any(len(x) != length for x in fitted):
-            continue
-        try:
-            result = _PARSERS[t](fitted)
-        except ValueError:
-            continue
-        if not result.valid and not result.check_digits["document_number"]:
-            result = _resolve_document_number(t, fitted, result, [sc for _, sc in fitted_scored])
-        # Rank by the share of check digits passed, then by how little the line lengths had to change.
-        key = (sum(result.check_digits.values()) / len(result.check_digits),
-               -sum(abs(len(a) - length) for a in norm))
-        if best_key is None or key > best_key:
-            best, best_key = result, key
-    if best is None:
-        raise ValueError("lines do not fit any MRZ layout (TD1 3x30, TD2 2x36, TD3 2x44)")
-    return best
+    length = MRZ_SPECS[mrz_type][1]
+    restored = [restore_fillers(text, length, ev) for text, ev in normed]
+    fitted = [text for text, _ in restored]
+    if any(len(x) != length for x in fitted):
+        raise ValueError(f"lines do not fit the {mrz_type} layout ({MRZ_SPECS[mrz_type][0]}x{length})")
+    result = _PARSERS[mrz_type](fitted)
+    return _weigh_alternatives(mrz_type, fitted, result, [ev for _, ev in restored])
 
 
 def _looks_like_mrz(text: str) -> bool:
@@ -433,35 +567,32 @@ def _looks_like_mrz(text: str) -> bool:
     return len(t) >= 20 and re.fullmatch(r"[A-Z0-9<]+", t) is not None and ("<" in t or len(t) >= 28)
 
 
-def find_mrz(texts: Sequence[str], scores: Sequence[Sequence[float] | None] | None = None) -> MrzResult | None:
+def find_mrz(texts: Sequence[str], evidence: Sequence[Sequence[Evidence | None] | None] | None = None
+             ) -> MrzResult | None:
     """Find the MRZ among text lines given in reading order (top to bottom); None when there is none.
 
-    Tries every run of 2 or 3 consecutive MRZ-looking lines and keeps the parse with the most valid check
-    digits (ties: TD3 > TD2 > TD1 order of line-length fit). ``scores``: per text, per-character confidences.
-    """
-    picked = [normalise_mrz_scored(t, None if scores is None else scores[i])
+    Tries every run of 2 or 3 consecutive MRZ-looking lines (each parsed in the type `decide_type` gives it) and
+    keeps the parse with the most valid check digits, then the closest line lengths. ``evidence``: per text."""
+    picked = [normalise_mrz_with(t, None if evidence is None else evidence[i])
               for i, t in enumerate(texts) if _looks_like_mrz(t)]
     cand = [text for text, _ in picked]
-    cand_scores = [sc for _, sc in picked]
+    cand_ev = [ev for _, ev in picked]
     best: MrzResult | None = None
-    best_key: tuple[int, float] | None = None
+    best_key: tuple[float, float] | None = None
     for n in (3, 2):
         for i in range(len(cand) - n + 1):
             window = cand[i:i + n]
             if not any("<<" in x for x in window):
                 continue  # every MRZ has a filler run; rows of printed labels do not
-            for t, (lines_needed, length) in MRZ_SPECS.items():
-                if lines_needed != n:
-                    continue
-                misfit = sum(abs(len(x) - length) for x in window) / n
-                if misfit > length * 0.25:
-                    continue
-                try:
-                    result = parse_mrz(window, t, cand_scores[i:i + n])
-                except ValueError:
-                    continue
-                score = sum(result.check_digits.values()) / len(result.check_digits)
-                key = (round(score, 3), -misfit)
-                if best_key is None or key > best_key:
-                    best, best_key = result, key
+            try:
+                result = parse_mrz(window, None, cand_ev[i:i + n])
+            except ValueError:
+                continue
+            length = MRZ_SPECS[result.mrz_type][1]
+            misfit = sum(abs(len(x) - length) for x in window) / n
+            if misfit > length * 0.25:
+                continue
+            key = (round(sum(result.check_digits.values()) / len(result.check_digits), 3), -misfit)
+            if best_key is None or key > best_key:
+                best, best_key = result, key
     return best

@@ -19,8 +19,8 @@ from typing import ClassVar
 
 from pydantic import BaseModel, Field
 
-from .base import LineBox, Profile, TextLineLike, line_boxes
-from .plate_layouts import DE_RAW, PLATE_FORMATS, Correction, Evidence, PlateFormat, corrections, plate_key
+from .base import Evidence, LineBox, Profile, TextLineLike, char_evidence, line_boxes
+from .plate_layouts import DE_RAW, PLATE_FORMATS, Correction, PlateFormat, corrections, plate_key
 
 __all__ = [
     "PLATE_FORMATS",
@@ -167,8 +167,7 @@ class _Candidate:
 
 def _evidence(lines: Sequence[TextLineLike], box: LineBox) -> tuple[Evidence | None, ...] | None:
     """The recogniser's per-character evidence of the line behind `box`, when it is aligned with its text."""
-    chars = tuple(getattr(lines[box.index], "char_evidence", ()) or ())
-    return chars if chars and len(chars) == len(box.text) else None
+    return char_evidence(lines[box.index])
 
 
 def _candidates(lines: Sequence[TextLineLike], boxes: list[LineBox]) -> list[_Candidate]:

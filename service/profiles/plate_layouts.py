@@ -19,7 +19,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import median
-from typing import Protocol
+
+from .base import Evidence
 
 __all__ = [
     "CLOSE_RATIO",
@@ -28,7 +29,6 @@ __all__ = [
     "PLATE_FORMATS",
     "US_FORMATS",
     "Correction",
-    "Evidence",
     "PlateFormat",
     "corrections",
     "fits_known_layout",
@@ -55,19 +55,6 @@ _BAND_CODES = {"A", "B", "BG", "CZ", "D", "DK", "E", "EST", "F", "FIN", "GB", "G
                "LT", "LV", "M", "NL", "P", "PL", "RO", "S", "SK", "SLO", "UK", "BR", "BRASIL", "BRAZIL"}
 # Glyphs a hyphen, a fixing bolt or the emblem between groups is read as.
 _SEPARATOR_GLYPHS = frozenset("O0I1")
-
-
-class Evidence(Protocol):
-    """What the recogniser saw for one character (service.vision.ctc.CharEvidence)."""
-
-    @property
-    def alternatives(self) -> Sequence[tuple[str, float]]: ...
-
-    @property
-    def start(self) -> int: ...
-
-    @property
-    def end(self) -> int: ...
 
 
 @dataclass(frozen=True)
