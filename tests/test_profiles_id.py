@@ -60,14 +60,14 @@ def test_the_recognisers_alternatives_decide_a_correction_also_through_a_row_spl
     """The pipeline's TextLine.char_evidence reaches the MRZ parser, also through a row split in two boxes."""
     from service.profiles.mrz import build_td3
 
-    l1, l2 = build_td3("P", "D", "KEEN", "HOWARD", "XO6U89Q06", "D", "700628", "M", "330321")
-    read = "X06U89Q06" + l2[9:]
+    l1, l2 = build_td3("P", "D", "KEEN", "HOWARD", "XO6U89Q17", "D", "700628", "M", "330321")
+    read = "X06U89Q17" + l2[9:]
     left, right = read[:20], read[20:]
     lines = _page((l1,)) + [
         evidence_line(left, 40, 745, 560, 783, probs={1: 0.6}, alts={1: [("O", 0.35)]}),
         evidence_line(right, 580, 746, 1160, 784)]
     f = get_profile("id").extract_fields(lines, SIZE)
-    assert f["valid"] and f["document_number"] == "XO6U89Q06" and f["mrz_lines"] == [l1, l2]
+    assert f["valid"] and f["document_number"] == "XO6U89Q17" and f["mrz_lines"] == [l1, l2]
     plain = _page((l1,)) + [line(read, 40, 745, 1160, 783)]  # no evidence: the check digit fails, reported
     f = get_profile("id").extract_fields(plain, SIZE)
     assert f["valid"] is False and f["failed_checks"] == ["document_number", "composite"]

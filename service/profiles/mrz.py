@@ -51,6 +51,11 @@ _TO_LETTER = str.maketrans({"0": "O", "1": "I", "2": "Z", "5": "S", "6": "G", "8
 # against the check digits. A tenth: a check digit passes a wrong reading 1 time in 10, so a reading the recogniser
 # finds 10 times less likely than the read one is as likely as a chance pass, and no longer informative.
 CLOSE_RATIO = 0.1
+# For a read that fails a check digit (so some character is wrong), alternatives down to a thousandth of the read
+# character's probability are weighed; below that the top-k is the softmax tail, not a reading.
+TAIL_FLOOR = 0.001
+# A glyph the recogniser gives no better than even odds is doubtful (see `_drop_stray_glyph`).
+GLYPH_DOUBT = 0.5
 # Characters changed to the recogniser's close alternatives in one reading: each one more multiplies the chance that
 # a wrong reading passes the check digits by chance.
 _MAX_SWAPS = 2
@@ -263,11 +268,54 @@ def _filler_runs_from_spans(line: str, evidence: LineEvidence | None) -> tuple[s
     return "".join(out), tuple(kept)
 
 
+def _apart(glyph: Evidence, neighbour: Evidence, pitch: float) -> bool:
+    """An empty cell between a glyph and its neighbour: 1.5 pitches or more from the glyph's centre to the nearest
+    end of the neighbour's span (adjacent cells: under one; a neighbour may be a long merged '<' run)."""
+    centre = (glyph.start + glyph.end) / 2
+    edge = neighbour.start if neighbour.start > centre else neighbour.end
+    return abs(edge - centre) >= 1.5 * pitch
+
+
+def _drop_apart_glyphs(line: str, evidence: LineEvidence | None) -> tuple[str, LineEvidence | None]:
+    """An MRZ line has no blank cell: a first or last glyph with an empty cell between it and the rest is not
+    part of it."""
+    if evidence is None or len(line) < 5 or any(e is None or e.start < 0 for e in evidence):
+        return line, evidence
+    pitch = _pitch(line, evidence)
+    if pitch is None:
+        return line, evidence
+    if line[0] != "<" and _apart(evidence[0], evidence[1], pitch):  # type: ignore[arg-type]
+        line, evidence = line[1:], evidence[1:]
+    if line[-1] != "<" and _apart(evidence[-1], evidence[-2], pitch):  # type: ignore[arg-type]
+        line, evidence = line[:-1], evidence[:-1]
+    return line, evidence
+
+
+def _drop_stray_glyph(line: str, length: int, evidence: LineEvidence | None) -> tuple[str, LineEvidence | None]:
+    """A line one cell too long on the image loses a first or last glyph that is doubtful on its own evidence (an
+    emblem or a frame edge read as a character): probability below GLYPH_DOUBT, or an empty cell between it and
+    its neighbour."""
+    cells = _cells(line, evidence)
+    if evidence is None or cells is None or cells <= length or len(line) < 3:
+        return line, evidence
+    pitch = _pitch(line, evidence)
+    for i, nb in ((0, 1), (len(line) - 1, len(line) - 2)):
+        ev, other = evidence[i], evidence[nb]
+        if ev is None or other is None or not ev.alternatives or line[i] == "<":
+            continue
+        apart = pitch is not None and _apart(ev, other, pitch)
+        if ev.alternatives[0][1] < GLYPH_DOUBT or apart:
+            return line[:i] + line[i + 1:], evidence[:i] + evidence[i + 1:]
+    return line, evidence
+
+
 def restore_fillers(line: str, length: int, evidence: LineEvidence | None = None
                     ) -> tuple[str, LineEvidence | None]:
-    """The line with its '<' runs restored to the format's `length`: first each run to the cells the line image
-    shows (when the recogniser's spans are known and agree with the format within 2 characters), then the
-    longest run grown or shrunk by what is still missing (OCR miscounts long runs most)."""
+    """The line with its '<' runs restored to the format's `length`: a stray end glyph dropped (see
+    `_drop_stray_glyph`), each run to the cells the line image shows (when the recogniser's spans are known and
+    agree with the format within 2 characters), then the longest run grown or shrunk by what is still missing (OCR
+    miscounts long runs most)."""
+    line, evidence = _drop_stray_glyph(line, length, evidence)
     spans = _filler_runs_from_spans(line, evidence)
     if spans is not None and abs(len(spans[0]) - length) <= 2:
         line, evidence = spans
@@ -358,7 +406,7 @@ def _cd_ok(data: str, cd: str, allow_filler: bool = False) -> bool:
 
 def _parse_td3(lines: list[str]) -> MrzResult:
     l1, l2 = lines
-    l1, fixes = _with_letters(l1, [(0, 1), (2, 44)])
+    l1, fixes = _with_letters(l1, [(0, 44)])  # document code, country, names: letters and fillers only
     l2, more = _with_letters(l2, [(10, 13)])
     l2, more2 = _with_fixed(l2, [9, (13, 19), 19, (21, 27), 27, 42, 43])
     fixes += more + more2
@@ -379,7 +427,7 @@ def _parse_td3(lines: list[str]) -> MrzResult:
 
 def _parse_td2(lines: list[str]) -> MrzResult:
     l1, l2 = lines
-    l1, fixes = _with_letters(l1, [(0, 1), (2, 36)])
+    l1, fixes = _with_letters(l1, [(0, 36)])
     l2, more = _with_letters(l2, [(10, 13)])
     l2, more2 = _with_fixed(l2, [9, (13, 19), 19, (21, 27), 27, 35])
     fixes += more + more2
@@ -398,7 +446,7 @@ def _parse_td2(lines: list[str]) -> MrzResult:
 
 def _parse_td1(lines: list[str]) -> MrzResult:
     l1, l2, l3 = lines
-    l1, fixes = _with_letters(l1, [(0, 1), (2, 5)])
+    l1, fixes = _with_letters(l1, [(0, 5)])
     l3, more = _with_letters(l3, [(0, 30)])
     l2, more2 = _with_letters(l2, [(15, 18)])
     l2, more3 = _with_fixed(l2, [(0, 6), 6, (8, 14), 14, 29])
@@ -460,10 +508,11 @@ def _field_name(mrz_type: str, row: int, col: int) -> str:
     return next((name for r, a, b, name in _FIELD_AT[mrz_type] if r == row and a <= col < b), f"line{row + 1}")
 
 
-def _close_swaps(mrz_type: str, lines: list[str], evidence: Sequence[LineEvidence | None]
-                 ) -> list[tuple[int, int, str, float]]:
-    """(line, position, character, evidence ratio) for every close alternative the recogniser gave at a position a
-    check digit covers (digits only where only a digit may stand)."""
+def _swaps(mrz_type: str, lines: list[str], evidence: Sequence[LineEvidence | None], floor: float
+           ) -> list[tuple[int, int, str, float]]:
+    """(line, position, character, evidence ratio) for every alternative the recogniser gave, at least `floor`
+    times the read character's probability, at a position a check digit covers (digits only where only a digit
+    may stand)."""
     numeric = {(r, i) for r, a, b in _NUMERIC[mrz_type] for i in range(a, b)}
     out = []
     for r, a, b in _COVERED[mrz_type]:
@@ -477,7 +526,7 @@ def _close_swaps(mrz_type: str, lines: list[str], evidence: Sequence[LineEvidenc
             read_p = ev.alternatives[0][1]
             for alt, p in ev.alternatives[1:]:
                 alt = normalise_mrz_text(alt)
-                if len(alt) != 1 or alt not in _MRZ_ALPHABET or alt == lines[r][i] or p < CLOSE_RATIO * read_p:
+                if len(alt) != 1 or alt not in _MRZ_ALPHABET or alt == lines[r][i] or p < floor * read_p:
                     continue
                 if (r, i) in numeric and not alt.isdigit():
                     continue
@@ -485,11 +534,19 @@ def _close_swaps(mrz_type: str, lines: list[str], evidence: Sequence[LineEvidenc
     return out
 
 
-def _variants(mrz_type: str, lines: list[str], evidence: Sequence[LineEvidence | None]
-              ) -> list[tuple[float, list[str], list[str]]]:
-    """Readings that change at most _MAX_SWAPS characters to close alternatives: (likelihood ratio against the read,
-    lines, changes)."""
-    swaps = _close_swaps(mrz_type, lines, evidence)
+def _o0_swaps(mrz_type: str, lines: list[str]) -> list[tuple[int, int, str, float]]:
+    """O/0 swaps in the document number, whatever the recogniser said: OCR-B's O and 0 differ by a few pixels,
+    recognisers read one for the other with high confidence (DEV: 0.98 and 0.9998 for two misread O's), and two such
+    swaps at check weights 7 and 3 leave every check digit passing."""
+    r, start = (0, 5) if mrz_type == "TD1" else (1, 0)
+    return [(r, i, "O" if lines[r][i] == "0" else "0", 0.0) for i in range(start, start + 9)
+            if lines[r][i] in "O0"]
+
+
+def _variants(mrz_type: str, lines: list[str], swaps: list[tuple[int, int, str, float]]
+              ) -> list[tuple[float, MrzResult, list[str]]]:
+    """Readings that change 1 to _MAX_SWAPS characters as `swaps` allow and pass every check digit: (likelihood
+    ratio against the read, parse, changes), most likely first."""
     out = []
     for k in range(1, _MAX_SWAPS + 1):
         for combo in itertools.combinations(swaps, k):
@@ -500,34 +557,51 @@ def _variants(mrz_type: str, lines: list[str], evidence: Sequence[LineEvidence |
             for r, i, alt, q in combo:
                 rows[r][i] = alt
                 ratio *= q
-            out.append((ratio, ["".join(x) for x in rows], [f"{_field_name(mrz_type, r, i)}:{r}:{i}:{lines[r][i]}->{a}"
-                                                              for r, i, a, _ in combo]))
-    return out
+            candidate = _PARSERS[mrz_type](["".join(x) for x in rows])
+            if candidate.valid and candidate.mrz_lines != _PARSERS[mrz_type](lines).mrz_lines:
+                out.append((ratio, candidate, [f"{_field_name(mrz_type, r, i)}:{r}:{i}:{lines[r][i]}->{a}"
+                                               for r, i, a, _ in combo]))
+    return sorted(out, key=lambda item: -item[0])
+
+
+def _fields(changes: Sequence[str]) -> list[str]:
+    return sorted({c.split(":", 1)[0] for c in changes})
+
+
+def _ambiguous_passing(mrz_type: str, lines: list[str], evidence: Sequence[LineEvidence | None]) -> list[str]:
+    """Fields in which another reading passes every check digit as well: one the recogniser found close
+    (CLOSE_RATIO), or an O/0 swap in the document number."""
+    swaps = _swaps(mrz_type, lines, evidence, CLOSE_RATIO)
+    seen = {(r, i, a) for r, i, a, _ in swaps}
+    swaps += [s for s in _o0_swaps(mrz_type, lines) if s[:3] not in seen]
+    return _fields([c for _, _, changes in _variants(mrz_type, lines, swaps) for c in changes])
 
 
 def _weigh_alternatives(mrz_type: str, lines: list[str], result: MrzResult,
                         evidence: Sequence[LineEvidence | None]) -> MrzResult:
-    """Check digits against the recogniser's close alternatives. A read that passes every check while a reading the
-    recogniser found nearly as likely passes too is ambiguous (the check digits cannot tell them apart: two O/0
-    swaps at weights 7 and 3 cancel); a read that fails is replaced by the one such reading that passes, when no
-    other comes within CLOSE_RATIO of its likelihood."""
-    passing = []
-    for ratio, variant, changes in _variants(mrz_type, lines, evidence):
-        candidate = _PARSERS[mrz_type](variant)
-        if candidate.valid and candidate.mrz_lines != result.mrz_lines:
-            passing.append((ratio, candidate, changes))
+    """Check digits against the recogniser's alternatives.
+
+    A read that passes every check digit is valid only when no other reading it could be passes too (see
+    `_ambiguous_passing`): the check digits cannot tell those apart. A read that fails is repaired to the most
+    likely reading among the recogniser's alternatives (at least TAIL_FLOOR of the read character) that passes,
+    when no other passing one comes within CLOSE_RATIO of its likelihood; the repair is valid only when its
+    characters were close alternatives (CLOSE_RATIO) to begin with: otherwise the check digit chose it, and nothing
+    is left to verify it."""
+    if result.valid:
+        result.ambiguous_fields = _ambiguous_passing(mrz_type, lines, evidence)
+        result.valid = not result.ambiguous_fields
+        return result
+    passing = _variants(mrz_type, lines, _swaps(mrz_type, lines, evidence, TAIL_FLOOR))
     if not passing:
         return result
-    passing.sort(key=lambda item: -item[0])
-    if result.valid:
-        result.ambiguous_fields = sorted({c.split(":", 1)[0] for _, _, changes in passing for c in changes})
-        result.valid = False
-        return result
     if len(passing) > 1 and passing[1][0] >= CLOSE_RATIO * passing[0][0]:
-        result.ambiguous_fields = sorted({c.split(":", 1)[0] for _, _, changes in passing[:2] for c in changes})
+        result.ambiguous_fields = _fields(passing[0][2] + passing[1][2])
         return result
-    _, chosen, changes = passing[0]
+    ratio, chosen, changes = passing[0]
     chosen.corrections = result.corrections + changes
+    unverified = _fields(changes) if ratio < CLOSE_RATIO ** len(changes) else []
+    chosen.ambiguous_fields = sorted(set(unverified) | set(_ambiguous_passing(mrz_type, chosen.mrz_lines, [])))
+    chosen.valid = not chosen.ambiguous_fields
     return chosen
 
 
@@ -546,7 +620,8 @@ def parse_mrz(lines: Sequence[str], mrz_type: str | None = None,
     close alternatives are weighed against the check digits (`_weigh_alternatives`). Raises ValueError when the
     lines cannot be an MRZ.
     """
-    normed = [normalise_mrz_with(x, None if evidence is None else evidence[i]) for i, x in enumerate(lines)]
+    normed = [_drop_apart_glyphs(*normalise_mrz_with(x, None if evidence is None else evidence[i]))
+              for i, x in enumerate(lines)]
     norm = [text for text, _ in normed]
     if mrz_type is None:
         cells = [_cells(text, ev) for text, ev in normed]
@@ -558,13 +633,22 @@ def parse_mrz(lines: Sequence[str], mrz_type: str | None = None,
     fitted = [text for text, _ in restored]
     if any(len(x) != length for x in fitted):
         raise ValueError(f"lines do not fit the {mrz_type} layout ({MRZ_SPECS[mrz_type][0]}x{length})")
-    result = _PARSERS[mrz_type](fitted)
-    return _weigh_alternatives(mrz_type, fitted, result, [ev for _, ev in restored])
+    result = _weigh_alternatives(mrz_type, fitted, _PARSERS[mrz_type](fitted), [ev for _, ev in restored])
+    # A line the image shows longer than the format, with no glyph doubtful enough to drop, holds a character we
+    # cannot place (a stray glyph read with confidence); the lines check digits do not cover would hide it.
+    overlong = [f"line{k + 1}" for k, (text, ev) in enumerate(normed)
+                if (cells := _cells(*_drop_stray_glyph(text, length, ev))) is not None and cells > length]
+    if overlong:
+        result.ambiguous_fields = sorted(set(result.ambiguous_fields) | set(overlong))
+        result.valid = False
+    return result
 
 
-def _looks_like_mrz(text: str) -> bool:
+def _looks_like_mrz(text: str, cells: int | None = None) -> bool:
+    """MRZ alphabet only, at least 20 characters long on the image (`cells`, when known), a filler or 28+."""
     t = normalise_mrz_text(text)
-    return len(t) >= 20 and re.fullmatch(r"[A-Z0-9<]+", t) is not None and ("<" in t or len(t) >= 28)
+    n = max(len(t), cells or 0)
+    return n >= 20 and re.fullmatch(r"[A-Z0-9<]+", t) is not None and ("<" in t or n >= 28)
 
 
 def find_mrz(texts: Sequence[str], evidence: Sequence[Sequence[Evidence | None] | None] | None = None
@@ -573,23 +657,25 @@ def find_mrz(texts: Sequence[str], evidence: Sequence[Sequence[Evidence | None] 
 
     Tries every run of 2 or 3 consecutive MRZ-looking lines (each parsed in the type `decide_type` gives it) and
     keeps the parse with the most valid check digits, then the closest line lengths. ``evidence``: per text."""
-    picked = [normalise_mrz_with(t, None if evidence is None else evidence[i])
-              for i, t in enumerate(texts) if _looks_like_mrz(t)]
-    cand = [text for text, _ in picked]
-    cand_ev = [ev for _, ev in picked]
+    normed = [normalise_mrz_with(t, None if evidence is None else evidence[i]) for i, t in enumerate(texts)]
+    picked = [(text, ev, _cells(text, ev)) for text, ev in normed]
+    picked = [(text, ev, cells) for text, ev, cells in picked if _looks_like_mrz(text, cells)]
+    cand = [text for text, _, _ in picked]
+    cand_ev = [ev for _, ev, _ in picked]
+    cand_len = [cells or len(text) for text, _, cells in picked]  # length on the image: merged fillers count
     best: MrzResult | None = None
     best_key: tuple[float, float] | None = None
     for n in (3, 2):
         for i in range(len(cand) - n + 1):
             window = cand[i:i + n]
-            if not any("<<" in x for x in window):
-                continue  # every MRZ has a filler run; rows of printed labels do not
+            if not any("<<" in x or cells > len(x) for x, cells in zip(window, cand_len[i:i + n])):
+                continue  # every MRZ has a filler run (maybe merged into one '<'); rows of printed labels do not
             try:
                 result = parse_mrz(window, None, cand_ev[i:i + n])
             except ValueError:
                 continue
             length = MRZ_SPECS[result.mrz_type][1]
-            misfit = sum(abs(len(x) - length) for x in window) / n
+            misfit = sum(abs(x - length) for x in cand_len[i:i + n]) / n
             if misfit > length * 0.25:
                 continue
             key = (round(sum(result.check_digits.values()) / len(result.check_digits), 3), -misfit)
