@@ -116,13 +116,26 @@ def plate_key(text: str) -> str:
     return re.sub(r"[^A-Z0-9]", "", text.upper())
 
 
+def _groups(raw: str) -> list[int]:
+    return [len(g) for g in re.findall(r"[A-Z0-9]+", raw.upper())]
+
+
+def _grouping_allows(raw: str, fmt: PlateFormat) -> bool:
+    """No separator read, or the groups read are the layout's (a space read for a hyphen is fine)."""
+    groups = _groups(raw)
+    return len(groups) < 2 or groups == [len(g) for g in re.findall(r"[LDA]+", fmt.layout)]
+
+
 def _fits_exactly(key: str) -> bool:
     return any(fmt.accepts(key) for fmt in _TARGETS)
 
 
 def fits_known_layout(raw: str) -> bool:
-    """The read as it is fits a fixed format, a common US layout or the German pattern: never change it."""
-    return _fits_exactly(plate_key(raw)) or DE_RAW.match(re.sub(r"\s+", " ", raw.upper().strip())) is not None
+    """The read as it is, its printed grouping included, fits a fixed format, a common US layout or the German
+    pattern: never change it. ('AB0 1234' is PL 'LL DDDDD' by its characters but not as printed.)"""
+    key = plate_key(raw)
+    return any(fmt.accepts(key) and _grouping_allows(raw, fmt) for fmt in _TARGETS) or \
+        DE_RAW.match(re.sub(r"\s+", " ", raw.upper().strip())) is not None
 
 
 @dataclass(frozen=True)
@@ -147,7 +160,7 @@ def _alternatives(raw: str, evidence: Sequence[Evidence | None]) -> Correction |
     key = plate_key(raw)
     options: dict[str, tuple[float, tuple[str, ...], str]] = {}  # new key -> (cost, changes, new raw)
     for fmt in _TARGETS:
-        if len(fmt.slots) != len(key):
+        if len(fmt.slots) != len(key) or not _grouping_allows(raw, fmt):
             continue
         chars, cost, changes = list(raw), 0.0, []
         for k, (slot, c) in enumerate(zip(fmt.slots, key)):

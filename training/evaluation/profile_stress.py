@@ -39,6 +39,7 @@ from service.vision.ctc import CharEvidence
 from training.data.synth.common import choice
 from training.data.synth.ids import random_person
 from training.data.synth.plates import random_plate_text
+from training.evaluation.metrics import edit_distance
 
 __all__ = ["LOOK_ALIKES", "SimLine", "mrz_sample", "plate_sample", "run_stress", "simulate_read"]
 
@@ -230,6 +231,8 @@ def run_stress(n: int, seed: int, get_profile: Callable[[str], Any], with_eviden
         count(group, "noisy read right after the profile", got == truth)
         count(group, "noisy read right as read", read_key == truth)
         count(group, "changed, and wrong", got != read_key and got != truth)
+        count(group, "changed, and further from the truth (edit distance)",
+              edit_distance(got or "", truth) > edit_distance(read_key, truth))
     for kind in ("TD1", "TD2", "TD3"):
         for _ in range(n // 3):
             truth_lines = mrz_sample(rng, kind)
