@@ -160,7 +160,7 @@ def test_emblem_read_as_a_leading_letter_is_dropped_on_its_evidence_and_colon_ke
     ("4ASC7399", 0.9, "4ASC7399"),  # the same glyph read with confidence, not standing apart: kept
     ("7DD12AB", 0.3, "DD12AB"),     # a doubtful glyph before an exact NL LL-DD-LL: dropped
     ("7DD1ZAB", 0.3, "7DD1ZAB"),    # fits no layout, but neither does the rest: kept
-    ("48ASC739", 0.3, "48ASC739"),  # 8 characters whose rest fits no layout: kept as read
+    ("48AS7C39", 0.3, "48AS7C39"),  # 8 characters whose rest fits no layout: kept as read
     ("ASC73994", 0.3, "ASC7399"),   # a trailing glyph, likewise
 ])
 def test_end_glyph_is_dropped_only_on_its_own_evidence(raw: str, prob: float, plate: str) -> None:

@@ -20,7 +20,7 @@ from typing import ClassVar
 from pydantic import BaseModel, Field
 
 from .base import Evidence, LineBox, Profile, TextLineLike, char_evidence, line_boxes
-from .plate_layouts import DE_RAW, PLATE_FORMATS, Correction, PlateFormat, corrections, plate_key
+from .plate_layouts import DE_RAW, PLATE_FORMATS, US_FORMATS, Correction, PlateFormat, corrections, plate_key
 
 __all__ = [
     "PLATE_FORMATS",
@@ -96,6 +96,8 @@ def match_plate(raw: str) -> PlateMatch | None:
     if _GENERIC.match(key):
         has_d, has_l = any(c.isdigit() for c in key), any(c.isalpha() for c in key)
         score = (0.6 if has_d and has_l else 0.3) * (1.0 if len(key) >= 5 else 0.6)
+        if any(fmt.accepts(key) for fmt in US_FORMATS):
+            score = 0.7  # a common US serial layout: more than any 2-8 alphanumerics, less than a fixed format
         options.append(PlateMatch(key, _raw_display(raw) or key, "US" if has_d else None, "generic", 0, score))
     return max(options, key=lambda o: o.pattern_score, default=None)
 
@@ -127,7 +129,8 @@ class PlateCandidate(BaseModel):
     region: float = Field(..., ge=0, le=1, description="plate-shaped region: the box's height relative to the "
                                                        "largest plate-shaped box (0 when the box's aspect or "
                                                        "character count is not a plate's)", examples=[1.0])
-    pattern: float = Field(..., description="how well the text fits a plate format (1 fixed format, 0.6 generic)",
+    pattern: float = Field(..., description="how well the text fits a plate format (1 fixed format, 0.7 a common "
+                                            "US layout, 0.6 other 2-8 letters and digits)",
                            examples=[1.05])
     confidence: float = Field(..., ge=0, le=1, description="OCR confidence of the line(s)", examples=[0.97])
     centrality: float = Field(..., ge=0, le=1, description="1 at the photo's centre, 0 in a corner",
@@ -199,9 +202,11 @@ def _plate_shaped(cand: _Candidate) -> bool:
 # frame half the plate line's height loses 0.175 on region, more than a fixed format's 1.0 over the generic 0.6
 # gains on pattern (0.16).
 _W_REGION, _W_PATTERN, _W_CONFIDENCE, _W_CENTRALITY = 0.35, 0.4, 0.1, 0.15
-# A changed read ranks a little below the same text read as it is.
-_RULE_PENALTY = {"as_read": 0.0, "band_code": 0.02, "leading_glyph": 0.05, "trailing_glyph": 0.05,
-                 "separator_glyph": 0.05, "alternative": 0.05}
+# A changed read ranks a little below the same text read as it is, but above the read it came from: the penalty
+# (0.02) is under the smallest pattern gain a change can bring (a common US layout over the generic pattern:
+# 0.4 x 0.1 = 0.04), since a change is only offered for a read that fits no known layout.
+_RULE_PENALTY = {"as_read": 0.0, "band_code": 0.02, "leading_glyph": 0.02, "trailing_glyph": 0.02,
+                 "separator_glyph": 0.02, "alternative": 0.02}
 
 
 def _readings(cand: _Candidate) -> list[tuple[str, str, tuple[str, ...]]]:
