@@ -72,7 +72,10 @@ def test_oracle_scores(domain: str, shared_data_dir: Path) -> None:
             assert m[k] == pytest.approx(1.0), k
         assert m["rec_cer"] == 0.0 and m["field_total"] >= 0.9 and m["field_company_loose"] >= 0.8
     else:
-        assert m["mrz_exact"] == m["mrz_valid"] == m["field_document_number"] == m["field_birth_date"] == 1.0
+        assert m["mrz_exact"] == m["field_document_number"] == m["field_birth_date"] == 1.0
+        # right lines, yet not valid where swapping O/0 in the document number passes every check digit too
+        # (D_17: XO6U89Q06, the O and the last 0 at the same check weight)
+        assert m["mrz_valid"] == pytest.approx(11 / 12)
         assert m["mrz_cer"] == m["mrz_raw_cer"] == 0.0 and m["mrz_valid_but_wrong"] == 0.0
     md = render_reports([report])
     assert all(f"| {k} |" in md for k in KEYS[domain])

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from profile_lines import evidence_line
 
 from service.profiles.mrz import (

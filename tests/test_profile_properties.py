@@ -16,9 +16,19 @@ from profile_lines import line
 
 from service.profiles import get_profile
 from service.profiles.mrz import parse_mrz
-from service.profiles.plate_layouts import PLATE_FORMATS, US_FORMATS, fits_known_layout, plate_key
+from service.profiles.plate_layouts import (
+    PLATE_FORMATS,
+    US_FORMATS,
+    fits_known_layout,
+    plate_key,
+)
 from service.vision.ctc import CharEvidence
-from training.evaluation.profile_stress import LOOK_ALIKES, SimLine, mrz_sample, simulate_read
+from training.evaluation.profile_stress import (
+    LOOK_ALIKES,
+    SimLine,
+    mrz_sample,
+    simulate_read,
+)
 
 PLATE = get_profile("plate")
 IDS = get_profile("id")

@@ -203,3 +203,10 @@ def test_the_largest_plate_shaped_line_beats_a_sticker_that_fits_a_fixed_format(
     assert sticker["pattern"] > first["pattern"] and sticker["region"] < 0.5 and sticker["score"] < first["score"]
     assert [c["score"] for c in f["candidates"]] == sorted((c["score"] for c in f["candidates"]), reverse=True)
     PlateFields.model_validate(f)
+
+
+def test_candidates_are_a_named_model_in_the_fields_schema() -> None:
+    """The API's OpenAPI components take the fields model's $defs: clients get a PlateCandidate model."""
+    schema = PlateFields.model_json_schema(ref_template="#/components/schemas/{model}")
+    assert "PlateCandidate" in schema["$defs"]
+    assert schema["properties"]["candidates"]["items"] == {"$ref": "#/components/schemas/PlateCandidate"}

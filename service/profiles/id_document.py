@@ -12,7 +12,15 @@ from typing import ClassVar
 
 from pydantic import BaseModel, Field
 
-from .base import Evidence, LineBox, Profile, TextLineLike, char_evidence, group_rows, line_boxes
+from .base import (
+    Evidence,
+    LineBox,
+    Profile,
+    TextLineLike,
+    char_evidence,
+    group_rows,
+    line_boxes,
+)
 from .mrz import LineEvidence, find_mrz, normalise_mrz_with
 
 __all__ = ["IdDocumentFields", "IdDocumentProfile"]

@@ -20,7 +20,15 @@ from typing import ClassVar
 from pydantic import BaseModel, Field
 
 from .base import Evidence, LineBox, Profile, TextLineLike, char_evidence, line_boxes
-from .plate_layouts import DE_RAW, PLATE_FORMATS, US_FORMATS, Correction, PlateFormat, corrections, plate_key
+from .plate_layouts import (
+    DE_RAW,
+    PLATE_FORMATS,
+    US_FORMATS,
+    Correction,
+    PlateFormat,
+    corrections,
+    plate_key,
+)
 
 __all__ = [
     "PLATE_FORMATS",
@@ -259,7 +267,7 @@ class PlateProfile(Profile):
         if not scored:
             return PlateFields()
         scored.sort(key=lambda item: -item[0].score)
-        top, match, cand = scored[0]
+        _, match, cand = scored[0]
         return PlateFields(plate=match.plate, plate_display=match.display, plate_raw=cand.raw,
                            country_guess=match.country, format=match.layout,
                            confidence=round(min(max(cand.confidence, 0.0), 1.0), 4),

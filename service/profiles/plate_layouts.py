@@ -14,6 +14,7 @@ Lines without per-character evidence (test doubles, other OCR engines) get only 
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Sequence
@@ -193,7 +194,7 @@ def _alternatives(raw: str, evidence: Sequence[Evidence | None]) -> Correction |
 def _pitch(evidence: Sequence[Evidence | None]) -> float | None:
     """Median distance in time steps between neighbouring characters' centres (None with under 3 characters)."""
     centres = [(e.start + e.end) / 2 for e in evidence if e is not None]
-    gaps = [b - a for a, b in zip(centres, centres[1:]) if b > a]
+    gaps = [b - a for a, b in itertools.pairwise(centres) if b > a]
     return median(gaps) if len(gaps) >= 2 else None
 
 

@@ -7,8 +7,8 @@ and the spans as spacing evidence (a glyph standing apart, a '<' run CTC merged 
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

@@ -37,7 +37,16 @@ from service.profiles.mrz import normalise_mrz_text
 from service.vision.ctc import CharEvidence
 
 from .matching import Shape
-from .metrics import PRCounts, RecCounts, alnum_key, det_counts, edit_distance, fold_o0, normalise_text, ratio
+from .metrics import (
+    PRCounts,
+    RecCounts,
+    alnum_key,
+    det_counts,
+    edit_distance,
+    fold_o0,
+    normalise_text,
+    ratio,
+)
 from .report import DomainReport, render_comparison, render_reports
 
 __all__ = ["DOMAIN_PROFILES", "LabelRecord", "evaluate_dataset", "load_labels", "main_evaluate", "rescore_saved",
