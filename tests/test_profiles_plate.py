@@ -79,9 +79,18 @@ def test_two_equally_likely_rewrites_change_nothing() -> None:
     ln = evidence_line("ABI23CDX", 400, 300, 600, 350, probs={2: 0.5, 7: 0.5}, alts={2: [("1", 0.4)]})
     assert _pick(ln)["plate"] == "ABI23CDX"
 @pytest.mark.parametrize("raw", ["P602849", "SB3X6N", "HB6L0Z", "0SG719", "NEILDMND"])
-def test_ungrouped_text_is_never_rewritten(raw: str) -> None:
+def test_match_plate_never_rewrites(raw: str) -> None:
     m = match_plate(raw)
-    assert m is not None and m.plate == raw and m.fixes == 0
+    assert m is not None and m.plate == raw
+
+
+@pytest.mark.parametrize("raw", ["P602849", "SB3X6N", "HB6L0Z"])
+def test_us_reads_that_fit_a_us_layout_keep_every_doubted_character(raw: str) -> None:
+    """Every look-alike read with its twin a close second: still the plate as read (US LDDDDDD, LLDLDL)."""
+    twins = {"0": "O", "O": "0", "6": "G", "B": "8", "8": "B", "S": "5", "2": "Z", "L": "1", "Z": "2", "P": "R"}
+    alts = {i: [(twins[c], 0.45)] for i, c in enumerate(raw) if c in twins}
+    f = _pick(evidence_line(raw, 400, 300, 600, 350, probs=dict.fromkeys(alts, 0.5), alts=alts))
+    assert f["plate"] == raw and f["candidates"][0]["rule"] == "as_read"
 
 
 def test_not_plates() -> None:

@@ -548,6 +548,7 @@ def _variants(mrz_type: str, lines: list[str], swaps: list[tuple[int, int, str, 
     """Readings that change 1 to _MAX_SWAPS characters as `swaps` allow and pass every check digit: (likelihood
     ratio against the read, parse, changes), most likely first."""
     out = []
+    as_read = _PARSERS[mrz_type](lines).mrz_lines
     for k in range(1, _MAX_SWAPS + 1):
         for combo in itertools.combinations(swaps, k):
             if len({(r, i) for r, i, _, _ in combo}) < k:
@@ -558,7 +559,7 @@ def _variants(mrz_type: str, lines: list[str], swaps: list[tuple[int, int, str, 
                 rows[r][i] = alt
                 ratio *= q
             candidate = _PARSERS[mrz_type](["".join(x) for x in rows])
-            if candidate.valid and candidate.mrz_lines != _PARSERS[mrz_type](lines).mrz_lines:
+            if candidate.valid and candidate.mrz_lines != as_read:
                 out.append((ratio, candidate, [f"{_field_name(mrz_type, r, i)}:{r}:{i}:{lines[r][i]}->{a}"
                                                for r, i, a, _ in combo]))
     return sorted(out, key=lambda item: -item[0])

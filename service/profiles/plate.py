@@ -56,7 +56,6 @@ class PlateMatch:
     display: str
     country: str | None
     layout: str
-    fixes: int  # always 0: a read is changed before matching (plate_layouts), never by it
     pattern_score: float
 
 
@@ -96,17 +95,17 @@ def match_plate(raw: str) -> PlateMatch | None:
         evidence = _layout_evidence(raw, fmt)
         contradicted = grouped and evidence == 0.0
         score = 1.0 + 0.05 * evidence - (0.45 if contradicted else 0.0)
-        options.append(PlateMatch(key, _display(key, fmt.layout), fmt.country, fmt.layout, 0, score))
+        options.append(PlateMatch(key, _display(key, fmt.layout), fmt.country, fmt.layout, score))
     m = DE_RAW.match(re.sub(r"\s+", " ", raw.upper().strip()))
     if m and len(key) <= 8:
         score = 1.05 if len(_groups(raw)) == 3 else 0.9
-        options.append(PlateMatch(key, f"{m.group(1)}-{m.group(2)} {m.group(3)}", "DE", "L-L D", 0, score))
+        options.append(PlateMatch(key, f"{m.group(1)}-{m.group(2)} {m.group(3)}", "DE", "L-L D", score))
     if _GENERIC.match(key):
         has_d, has_l = any(c.isdigit() for c in key), any(c.isalpha() for c in key)
         score = (0.6 if has_d and has_l else 0.3) * (1.0 if len(key) >= 5 else 0.6)
         if any(fmt.accepts(key) for fmt in US_FORMATS):
             score = 0.7  # a common US serial layout: more than any 2-8 alphanumerics, less than a fixed format
-        options.append(PlateMatch(key, _raw_display(raw) or key, "US" if has_d else None, "generic", 0, score))
+        options.append(PlateMatch(key, _raw_display(raw) or key, "US" if has_d else None, "generic", score))
     return max(options, key=lambda o: o.pattern_score, default=None)
 
 
