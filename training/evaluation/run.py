@@ -34,6 +34,7 @@ from service.profiles import get_profile
 from service.profiles.base import TextLineLike, line_boxes
 from service.profiles.invoice import parse_amount, parse_date
 from service.profiles.mrz import normalise_mrz_text
+from service.profiles.plate_layouts import fits_known_layout
 from service.vision.ctc import CharEvidence
 
 from .matching import Shape
@@ -107,7 +108,7 @@ def _image(path: Path) -> tuple[bytes, tuple[int, int]]:
 def _score_plates(records: list[LabelRecord], preds: list[list[TextLineLike]], sizes: list[tuple[int, int]]
                   ) -> tuple[dict[str, float | None], dict[str, int], list[dict]]:
     profile = get_profile("plate")
-    exact = exact_o0 = in_lines = det_hits = n_boxes = 0
+    exact = exact_o0 = in_lines = det_hits = n_boxes = changed = changed_fitting = 0
     rec = RecCounts()
     regions: dict[str, list[int]] = {}
     per_image = []
@@ -130,7 +131,12 @@ def _score_plates(records: list[LabelRecord], preds: list[list[TextLineLike]], s
         region = str(r.fields.get("region", "")).lower()
         if region:
             regions.setdefault(region, []).append(int(ok))
-        per_image.append({"image": r.image.name, "label": label, "plate": got, "ok": ok})
+        picked = (fields.get("candidates") or [{}])[0]
+        rule = picked.get("rule", "as_read")
+        changed += rule != "as_read"
+        changed_fitting += rule != "as_read" and fits_known_layout(picked.get("read", ""))
+        per_image.append({"image": r.image.name, "label": label, "plate": got, "ok": ok, "rule": rule,
+                          "changes": picked.get("changes", [])})
     n = len(records)
     metrics: dict[str, float | None] = {
         "plate_exact": ratio(exact, n), "plate_exact_o0": ratio(exact_o0, n), "plate_cer": rec.cer,
@@ -139,7 +145,8 @@ def _score_plates(records: list[LabelRecord], preds: list[list[TextLineLike]], s
     for region in ("us", "eu", "br"):
         if region in regions:
             metrics[f"plate_exact_{region}"] = ratio(sum(regions[region]), len(regions[region]))
-    counts = {"exact": exact, "exact_o0": exact_o0, "plate_boxes": n_boxes,
+    counts = {"exact": exact, "exact_o0": exact_o0, "plate_boxes": n_boxes, "changed_reads": changed,
+              "changed_reads_that_fit_a_layout": changed_fitting,
               **{f"images_{k}": len(v) for k, v in regions.items()}}
     return metrics, counts, per_image
 
