@@ -42,7 +42,8 @@ def _known_plate(draw: st.DrawFn) -> str:
     if draw(st.integers(0, 9)) == 0:
         district = draw(st.text(string.ascii_uppercase, min_size=1, max_size=3))
         letters = draw(st.text(string.ascii_uppercase, min_size=1, max_size=2))
-        return f"{district}-{letters} {draw(st.integers(1, 9999))}"
+        digits = 8 - len(district) - len(letters)  # at most 8 characters in all
+        return f"{district}-{letters} {draw(st.integers(1, min(9999, 10 ** digits - 1)))}"
     fmt = draw(st.sampled_from(PLATE_FORMATS + US_FORMATS))
     letters = "".join(sorted(fmt.letters)) if fmt.letters else string.ascii_uppercase
     out = []

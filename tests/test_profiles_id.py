@@ -81,4 +81,12 @@ def test_a_short_filler_run_does_not_make_a_passport_a_td2_card() -> None:
     l2 = l2[:43] + check_digit(l2[0:10] + l2[13:20] + l2[21:43])
     short = (TD3[0][:30], l2.replace("<" * 14, "<" * 6))
     f = get_profile("id").extract_fields(_page(short), SIZE)
-    assert f["mrz_type"] == "TD3" and f["document_type"] == "P" and f["mrz_lines"] == [TD3[0], l2] and f["valid"]
+    assert f["mrz_type"] == "TD3" and f["document_type"] == "P" and f["mrz_lines"] == [TD3[0], l2]
+    assert all(f["check_digits"].values()) and f["failed_checks"] == ["line1"]  # text only: where did 14 go?
+    # the pipeline's lines: the 6 '<' of line 2 span 14 cells, line 1 stops inside its trailing run
+    centres = [[4 * i + 2 for i in range(30)], [4 * i + 2 for i in range(28)] + [114 + 8 * i for i in range(6)] +
+               [170, 174]]
+    lines = _page(()) + [evidence_line(t, 40, 700 + 45 * i, 1160, 738 + 45 * i, centres=c)
+                         for i, (t, c) in enumerate(zip(short, centres))]
+    f = get_profile("id").extract_fields(lines, SIZE)
+    assert f["mrz_lines"] == [TD3[0], l2] and f["valid"]

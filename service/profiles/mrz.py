@@ -232,11 +232,19 @@ def decide_type(lines: Sequence[str], cells: Sequence[int] | None = None) -> str
 
 
 def _pitch(line: str, evidence: LineEvidence) -> float | None:
-    """Median time-step distance between the centres of neighbouring non-filler characters (fixed-pitch OCR-B)."""
-    gaps = [((b.start + b.end) - (a.start + a.end)) / 2
-            for ca, cb, a, b in zip(line, line[1:], evidence, evidence[1:])
-            if ca != "<" and cb != "<" and a is not None and b is not None and b.start > a.end]
-    return median(gaps) if len(gaps) >= 3 else None
+    """Time steps per character cell (OCR-B is fixed-pitch): over each stretch of consecutive non-filler characters,
+    the distance between its first and last centres over its cells, pooled (a median of neighbour gaps, whole steps
+    of 3 and 4, is too coarse to count a 20-cell run)."""
+    span = cells = 0.0
+    for m in re.finditer(r"[^<]+", line):
+        if m.end() - m.start() < 2:
+            continue
+        first, last = evidence[m.start()], evidence[m.end() - 1]
+        if first is None or last is None:
+            continue
+        span += ((last.start + last.end) - (first.start + first.end)) / 2
+        cells += m.end() - m.start() - 1
+    return span / cells if cells >= 3 and span > 0 else None
 
 
 def _filler_runs_from_spans(line: str, evidence: LineEvidence | None) -> tuple[str, LineEvidence] | None:
@@ -312,14 +320,24 @@ def _drop_stray_glyph(line: str, length: int, evidence: LineEvidence | None) -> 
 def restore_fillers(line: str, length: int, evidence: LineEvidence | None = None
                     ) -> tuple[str, LineEvidence | None]:
     """The line with its '<' runs restored to the format's `length`: a stray end glyph dropped (see
-    `_drop_stray_glyph`), each run to the cells the line image shows (when the recogniser's spans are known and
+    `_drop_stray_glyph`); unless the line then has that length and its cells do not add up to it otherwise, each
+    run to the cells the line image shows (when the recogniser's spans are known and
     agree with the format within 2 characters), then the longest run grown or shrunk by what is still missing (OCR
     miscounts long runs most)."""
     line, evidence = _drop_stray_glyph(line, length, evidence)
     spans = _filler_runs_from_spans(line, evidence)
-    if spans is not None and abs(len(spans[0]) - length) <= 2:
+    if len(line) == length and (spans is None or len(spans[0]) != length):
+        return line, evidence  # read at the format's length, and the cells do not add up to another reading of it
+    if spans is not None and (abs(len(spans[0]) - length) <= 2 or _cut_short(spans[0], length)):
         line, evidence = spans
+        if _cut_short(line, length):  # cells missing past the crop's end: the trailing run is what they were
+            return line + "<" * (length - len(line)), evidence + (None,) * (length - len(line))
     return _fit_length(line, length, evidence)
+
+
+def _cut_short(line: str, length: int) -> bool:
+    """Fewer cells than the format and a line ending in fillers: the crop stopped inside its trailing run."""
+    return len(line) < length and line.endswith("<")
 
 
 def _fit_length(line: str, length: int, evidence: LineEvidence | None = None
@@ -637,12 +655,24 @@ def parse_mrz(lines: Sequence[str], mrz_type: str | None = None,
     result = _weigh_alternatives(mrz_type, fitted, _PARSERS[mrz_type](fitted), [ev for _, ev in restored])
     # A line the image shows longer than the format, with no glyph doubtful enough to drop, holds a character we
     # cannot place (a stray glyph read with confidence); the lines check digits do not cover would hide it.
-    overlong = [f"line{k + 1}" for k, (text, ev) in enumerate(normed)
-                if (cells := _cells(*_drop_stray_glyph(text, length, ev))) is not None and cells > length]
-    if overlong:
-        result.ambiguous_fields = sorted(set(result.ambiguous_fields) | set(overlong))
+    unplaced = [f"line{k + 1}" for k, (text, ev) in enumerate(normed) if not _fillers_placed(text, length, ev)]
+    if unplaced:
+        result.ambiguous_fields = sorted(set(result.ambiguous_fields) | set(unplaced))
         result.valid = False
     return result
+
+
+def _fillers_placed(line: str, length: int, evidence: LineEvidence | None) -> bool:
+    """Whether `restore_fillers` knew where the missing or extra characters of `line` were: the recogniser's spans
+    counted its filler runs (to within 2) and showed no character the format has no cell for; or, without spans,
+    the line had the format's length, or was short with one filler run only. Otherwise (several runs and no spans: was it
+    the '<<' between surname and given names that lost a '<'? too long: a doubled filler or a stray glyph?) the
+    restored line is a guess, and the lines check digits do not cover would not show a wrong one."""
+    trimmed, ev = _drop_stray_glyph(line, length, evidence)
+    spans = _filler_runs_from_spans(trimmed, ev)
+    if spans is not None:  # the cells on the image, not the characters read, say whether anything is extra
+        return len(spans[0]) <= length and (abs(len(spans[0]) - length) <= 2 or _cut_short(spans[0], length))
+    return len(line) == length or (len(line) < length and len(re.findall(r"<+", line)) == 1)
 
 
 def _looks_like_mrz(text: str, cells: int | None = None) -> bool:

@@ -43,11 +43,11 @@ __all__ = [
 
 _GENERIC = re.compile(r"^[A-Z0-9]{2,8}$")
 MAX_CANDIDATES = 5
-# A plate-shaped box: one text row of a plate is 1.5 to 10 times as wide as it is high and holds a serial: 4 to 8
-# characters (the shortest European and US serials have 4-5, none over 8), digits among them (a word on a banner
-# or a dealer frame has the size and aspect of a plate line but no digit).
+# A plate-shaped box: one text row of a plate is 1.5 to 10 times as wide as it is high and holds a serial: 3 to 8
+# characters (a German 'A-B 1' has 3, none has over 8), digits among them (a word on a banner or a dealer frame has
+# the size and aspect of a plate line but no digit).
 _PLATE_ASPECT = (1.5, 10.0)
-_PLATE_CHARS = (4, 8)
+_PLATE_CHARS = (3, 8)
 
 
 @dataclass(frozen=True)

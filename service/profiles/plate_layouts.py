@@ -136,7 +136,7 @@ def fits_known_layout(raw: str) -> bool:
     pattern: never change it. ('AB0 1234' is PL 'LL DDDDD' by its characters but not as printed.)"""
     key = plate_key(raw)
     return any(fmt.accepts(key) and _grouping_allows(raw, fmt) for fmt in _TARGETS) or \
-        DE_RAW.match(re.sub(r"\s+", " ", raw.upper().strip())) is not None
+        (len(key) <= 8 and DE_RAW.match(re.sub(r"\s+", " ", raw.upper().strip())) is not None)
 
 
 @dataclass(frozen=True)
@@ -199,14 +199,15 @@ def _pitch(evidence: Sequence[Evidence | None]) -> float | None:
 
 
 def _doubtful(evidence: Sequence[Evidence | None], i: int, neighbour: int) -> bool:
-    """The glyph at `i` has low probability, or stands apart from the glyph at `neighbour`."""
+    """The glyph at `i` has low probability, or stands apart from the glyph at `neighbour` with nothing read
+    between them (a separator read there explains the gap: it is the plate's own grouping)."""
     ev, nb = evidence[i], evidence[neighbour]
     if ev is None or not ev.alternatives:
         return False
     if ev.alternatives[0][1] < GLYPH_DOUBT:
         return True
     pitch = _pitch([e for k, e in enumerate(evidence) if k != i])
-    if nb is None or pitch is None:
+    if nb is None or pitch is None or abs(neighbour - i) != 1:
         return False
     return abs((ev.start + ev.end) / 2 - (nb.start + nb.end) / 2) >= APART_PITCHES * pitch
 
