@@ -19,7 +19,6 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from statistics import median
 
 from .base import Evidence
 
