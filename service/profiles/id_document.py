@@ -48,7 +48,9 @@ class IdDocumentFields(BaseModel):
                                            "recogniser found nearly as likely would pass them too")
     failed_checks: list[str] = Field(default_factory=list,
                                      description="why valid is false: the check digits that fail, then the fields "
-                                                 "another close reading would pass in as well",
+                                                 "another reading would pass in as well (a close alternative of "
+                                                 "the recogniser, O/0 in the document number, a repair the check "
+                                                 "digit chose) and lineN where the fillers had to be guessed",
                                      examples=[["document_number", "composite"]])
     mrz_lines: list[str] = Field(default_factory=list, description="the MRZ lines as parsed (normalised)")
 
