@@ -150,10 +150,11 @@ def test_receipts_line_recall(base_pipeline, shared_data_dir):
 
 def test_cpu_pipeline_detects_on_exact_shapes_and_buckets_elsewhere(base_pipeline, base_model_dir):
     from service.pipeline import OcrPipeline
+    from service.vision.det_preprocess import DEFAULT_MAX_DET_SIDE
     from service.vision.static_shapes import ACCELERATOR_DET_BUCKETS
 
     assert base_pipeline.det_providers == ["CPUExecutionProvider"] and base_pipeline.det_config.buckets == ()
-    assert base_pipeline.det_config.max_det_side is None
+    assert base_pipeline.det_config.max_det_side == DEFAULT_MAX_DET_SIDE  # every axis capped, CPU included
     inp = base_pipeline.prepare_det(np.zeros((720, 1280, 3), np.uint8))
     assert inp.tensor.shape[1:] == inp.valid_hw == (736, 1312)
     static = OcrPipeline.from_dir(base_model_dir, providers=["cpu"], static_shapes=True)  # the GPU regime

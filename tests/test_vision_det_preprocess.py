@@ -98,3 +98,41 @@ def test_normalize_table_lookup_is_bit_identical_to_the_arithmetic():
         np.testing.assert_array_equal(got, expected)
         assert got.flags.c_contiguous
     np.testing.assert_allclose(normalize(img.astype(np.float32), (0.5,) * 3, (0.5,) * 3), normalize(img, (0.5,) * 3, (0.5,) * 3))
+
+
+# Thin strips (issue 20): a 60x3000 PNG (2.9 KB) became a 45632x736 detector input, a 1x2000 one a 15008x60000 work
+# image. Sizes are (width x height) as an image viewer says; arrays are (h, w).
+THIN_STRIPS_WH = [(60, 3000), (3000, 60), (1, 100000), (100000, 1), (2000, 1), (1, 2000), (7, 4000), (5000, 2)]
+
+
+@pytest.mark.parametrize("bundle", ["base", "plate", "invoice", "id"])
+def test_detector_input_is_capped_on_every_axis_for_thin_strips(repo_root, bundle):
+    from service.model_bundle import ModelBundle
+    from service.vision.det_preprocess import (DEFAULT_MAX_DET_PIXELS, DEFAULT_MAX_DET_SIDE, bounded_size,
+                                               det_input_size)
+
+    cfg = ModelBundle(repo_root / "models" / bundle).manifest.det_preprocess(())
+    for w, h in THIN_STRIPS_WH:
+        rh, rw = det_input_size(h, w, cfg)
+        assert max(rh, rw) <= DEFAULT_MAX_DET_SIDE and rh * rw <= DEFAULT_MAX_DET_PIXELS, (bundle, w, h, rh, rw)
+        bh, bw = bounded_size(h, w, cfg.min_side_len, cfg.max_side_len)
+        assert max(bh, bw) <= max(cfg.max_side_len, 32) + 32, (bundle, w, h, bh, bw)  # the work image too
+
+
+@pytest.mark.parametrize("w,h", [(60, 3000), (1, 100000)])  # (2000, 1): shapes above (10 GB before)
+def test_prepare_det_input_of_a_thin_strip_stays_small(w, h):
+    cfg = DetPreprocessConfig(buckets=())
+    inp = prepare_det_input(np.full((h, w, 3), 255, np.uint8), cfg)
+    assert inp.tensor.nbytes < 64 * 2**20, inp.tensor.shape  # was 400 MB (60x3000) / 380 MB (1x100000)
+    assert inp.work.nbytes < 64 * 2**20, inp.work.shape
+    assert inp.valid_hw == inp.tensor.shape[1:]
+
+
+def test_caps_leave_ordinary_pages_untouched():
+    from service.vision.det_preprocess import det_input_size
+
+    cfg = DetPreprocessConfig(buckets=())
+    # rapidocr's own shapes for a plate photo, an A4 scan and a wide single line
+    assert det_input_size(720, 1280, cfg) == (736, 1312)
+    assert det_input_size(3508, 2480, cfg) == (1984, 1408)
+    assert det_input_size(100, 1500, cfg) == (736, 2944)

@@ -23,6 +23,10 @@ PPOCR_DET_STD = (0.5, 0.5, 0.5)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # classic PaddleOCR DB normalisation
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_DET_BUCKETS = (128, 256, 384, 512, 640, 768, 896, 1024, 1152, 1280, 1536, 1792, 2048)
+# Default caps on the detector input: the largest side any shipped bundle reaches on ordinary pages (a 736-px short
+# side on a 1:4 line strip: 2944; invoice's A4 at 3000 px: 3008) and the pixels of invoice's A4 page (3008x2112).
+DEFAULT_MAX_DET_SIDE = 3072
+DEFAULT_MAX_DET_PIXELS = 3008 * 2112
 
 
 @dataclass(frozen=True)
@@ -38,9 +42,12 @@ class DetPreprocessConfig:
     std: tuple[float, float, float] = PPOCR_DET_STD
     buckets: tuple[int, ...] = DEFAULT_DET_BUCKETS
     max_upscale: float | None = None  # cap on the detector resize ratio (None = rapidocr: unbounded)
-    # Cap on the detector input's long side (None = rapidocr: unbounded). Static-shape pipelines set it so every
-    # input fits a bucket they warmed: "min" limits otherwise blow a tall narrow image up to 45824x768.
-    max_det_side: int | None = None
+    # Caps on the detector input, whatever the aspect ratio (None = rapidocr: unbounded). Without them a "min"
+    # limit blows a tall narrow strip (60x3000 px, 2.9 KB as PNG) up to 45632x736: a 400 MB input tensor and GBs
+    # of activations (the int8 detector peaks at ~180 MB per input megapixel on CPU, `bench/det_memory.py`).
+    # Static-shape pipelines lower the side cap to their largest bucket so every input lands on a warmed shape.
+    max_det_side: int | None = DEFAULT_MAX_DET_SIDE
+    max_det_pixels: int | None = DEFAULT_MAX_DET_PIXELS
 
 
 @dataclass
@@ -69,11 +76,14 @@ def _scaled32(h: int, w: int, ratio: float) -> tuple[int, int]:
 
 
 def bounded_size(h: int, w: int, min_side: int, max_side: int) -> tuple[int, int]:
-    """Size of the work image `bound_image` makes from an h x w image (shape arithmetic only)."""
+    """Size of the work image `bound_image` makes from an h x w image (shape arithmetic only).
+
+    Growing a too-short side never takes the long side past ``max_side`` (rapidocr's unbounded growth turns a
+    1x2000 strip into a 32x60000 work image, which vertical padding then makes 15008x60000: 2.7 GB of BGR)."""
     if max(h, w) > max_side:
         h, w = _scaled32(h, w, max_side / max(h, w))
     if min(h, w) < min_side:
-        h, w = _scaled32(h, w, min_side / min(h, w))
+        h, w = _scaled32(h, w, min(min_side / min(h, w), max(max_side / max(h, w), 1.0)))
     return h, w
 
 
@@ -133,9 +143,21 @@ def det_input_size(h: int, w: int, cfg: DetPreprocessConfig) -> tuple[int, int]:
     if cfg.vertical_padding:
         h += 2 * vertical_pad_rows(h, w, cfg.width_height_ratio, cfg.min_height)
     rh, rw = det_resize_shape(h, w, cfg.limit_side_len, cfg.limit_type, cfg.max_upscale)
-    if cfg.max_det_side is not None and max(rh, rw) > cfg.max_det_side:
-        rh, rw = det_resize_shape(rh, rw, cfg.max_det_side, "max")
-    return rh, rw
+    return capped_det_size(rh, rw, cfg.max_det_side, cfg.max_det_pixels)
+
+
+def capped_det_size(h: int, w: int, max_side: int | None, max_pixels: int | None) -> tuple[int, int]:
+    """h x w shrunk (aspect kept, sides multiples of 32, at least 32) until the long side is at most ``max_side``
+    and the area at most ``max_pixels``: every axis is bounded, so is the detector's memory."""
+    ratio = 1.0
+    if max_side is not None and max(h, w) > max_side:
+        ratio = max_side / max(h, w)
+    if max_pixels is not None and h * w * ratio * ratio > max_pixels:
+        ratio = (max_pixels / (h * w)) ** 0.5
+    if ratio >= 1.0:
+        return h, w
+    # round down to 32 (rounding to nearest could land one step above a cap)
+    return max(int(h * ratio) // 32 * 32, 32), max(int(w * ratio) // 32 * 32, 32)
 
 
 def bucket_side(side: int, buckets: Sequence[int]) -> int:
