@@ -242,3 +242,85 @@ def test_lanes_run_batches_side_by_side_within_the_shared_pool():
     assert det.drain_seconds_per_item == pytest.approx(0.15)
     with pytest.raises(ValueError):
         make(run_det, lanes=0)
+
+
+def test_a_stuck_estimate_recovers_by_itself_with_a_5_s_deadline():
+    """Issue 20: one slow call left the per-item estimate past every 5 s deadline; every later item was dropped
+    before its call, so no call ever refreshed the estimate and the stage answered 504 for good. The estimate's
+    excess over its warm-up seed now decays (half-life shortened here so the test takes seconds, not half a
+    minute), so the stage serves again without any call having to succeed first."""
+    from service.api.batching import DeadlineMissedError, request_deadline
+
+    calls: list[list[int]] = []
+
+    def run(items):
+        calls.append(list(items))
+        return items
+
+    async def submit_with_5s_deadline(b: MicroBatcher, item: int) -> int:
+        token = request_deadline.set(time.monotonic() + 5.0)
+        try:
+            return await b.submit(item)
+        finally:
+            request_deadline.reset(token)
+
+    async def main():
+        b = make(run, max_batch_size=1, max_delay_s=0.0, initial_item_s=0.2)
+        b.service_time.half_life_s = 0.2
+        b.start()
+        b.service_time.value = 60.0  # what one 60 s call leaves behind (alpha 1 for clarity)
+        with pytest.raises(DeadlineMissedError):
+            await submit_with_5s_deadline(b, 1)  # dropped before its call: nothing refreshed the estimate
+        assert calls == []
+        await asyncio.sleep(2.0)  # ten half-lives: 60 s of excess -> 0.06 s
+        assert b.item_seconds < 1.0
+        result = await submit_with_5s_deadline(b, 2)
+        await b.stop()
+        return result
+
+    assert asyncio.run(main()) == 2
+    assert calls == [[2]]
+
+
+def test_service_time_decays_only_above_its_seed_and_only_when_not_refreshed():
+    from service.api.batching import ServiceTime
+
+    now = [0.0]
+    st = ServiceTime(0.5, alpha=1.0, half_life_s=10.0, clock=lambda: now[0])
+    st.observe(4.5, 1)
+    assert st.value == pytest.approx(4.5)
+    now[0] += 10.0
+    assert st.value == pytest.approx(0.5 + 4.0 / 2)  # one half-life
+    st.observe(0.1, 1)  # faster than the seed: kept as measured, no decay below it
+    now[0] += 100.0
+    assert st.value == pytest.approx(0.1)
+
+
+def test_item_cost_scales_the_estimate_and_the_deadline_check():
+    """The detector's cost unit is an input megapixel: a big image's slow call must not make small ones look slow,
+    and a big queued item is dropped where a small one still fits its deadline."""
+    from service.api.batching import DeadlineMissedError, request_deadline
+
+    def run(items):
+        time.sleep(0.01 * sum(items))
+        return items
+
+    async def main():
+        b = make(run, max_batch_size=1, max_delay_s=0.0, cost_of=float)
+        b.start()
+        await b.submit(20)  # 0.2 s for 20 units
+        await b.submit(1)
+        per_unit = b.item_seconds
+        b.service_time.value = 1.0  # 1 s per unit
+        token = request_deadline.set(time.monotonic() + 5.0)
+        try:
+            with pytest.raises(DeadlineMissedError):
+                await b.submit(8)  # 8 s > 5 s: dropped
+            assert await b.submit(2) == 2  # 2 s: runs
+        finally:
+            request_deadline.reset(token)
+        await b.stop()
+        return per_unit
+
+    per_unit = asyncio.run(main())
+    assert 0.005 < per_unit < 0.05, per_unit  # ~0.01 s per unit, not 0.2 s per item

@@ -7,8 +7,9 @@ batchers (on CPU, so det and rec calls together never exceed the executor's work
 form and run batches independently: on a CPU two concurrent calls use the cores better than one call spread over
 both (PP-OCRv6 det int8, 2 cores: ~107 ms per image with two 1-thread calls at once vs ~130 ms one at a time). The queue
 is bounded: ``submit`` raises :class:`QueueFullError` instead of letting latency grow without limit.
-Each batcher keeps an EWMA of its service time per item (:attr:`MicroBatcher.item_seconds`), which the engine's
-admission control turns into an expected wait. Items carry their request's deadline (the ``request_deadline``
+Each batcher keeps an EWMA of its service time per cost unit (:attr:`MicroBatcher.item_seconds`; ``cost_of`` an
+item: 1 by default, input megapixels for the detector), which the engine's admission control turns into an
+expected wait; the EWMA decays back to its warm-up seed when no call refreshes it (see :class:`ServiceTime`). Items carry their request's deadline (the ``request_deadline``
 context variable): an item whose request was cancelled, or that cannot finish before its deadline at the current
 per-item time, is dropped when its batch is formed, so no compute goes to answers nobody will read.
 The ``gate`` event pauses batch formation (drain before shutdown; tests use it to build a known backlog).
@@ -45,17 +46,43 @@ class DeadlineMissedError(Exception):
 
 
 class ServiceTime:
-    """EWMA of seconds per item of one stage's model calls (a CPU batch of N costs about N single items)."""
+    """EWMA of seconds per cost unit of one stage's model calls (a CPU batch of N costs about N single items; the
+    detector's unit is an input megapixel, so a huge image does not make the next small one look slow).
 
-    def __init__(self, initial_s: float = 0.0, alpha: float = 0.3) -> None:
-        self.value = initial_s
+    The estimate recovers by itself: when it sits above its seed (warm-up) and no call has refreshed it for a while,
+    the excess decays with ``half_life_s``. Without that, one slow call could push it past every request's deadline;
+    every later item would then be dropped before its call, no call would ever run, and the estimate (only updated
+    after a call) would never come down: a profile answering 504 for good (issue 20)."""
+
+    def __init__(self, initial_s: float = 0.0, alpha: float = 0.3, half_life_s: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.seed = initial_s
         self.alpha = alpha
+        self.half_life_s = half_life_s
         self.samples = 0
+        self._clock = clock
+        self._value = initial_s
+        self._stamp = clock()
 
-    def observe(self, seconds: float, items: int) -> None:
-        per_item = seconds / max(items, 1)
-        self.value = per_item if self.samples == 0 and self.value == 0 else (
-            self.alpha * per_item + (1 - self.alpha) * self.value)
+    @property
+    def value(self) -> float:
+        """The current estimate, decayed toward the seed by the time since it was last refreshed."""
+        excess = self._value - self.seed
+        if excess <= 0 or self.half_life_s <= 0:
+            return self._value
+        age = max(self._clock() - self._stamp, 0.0)
+        return self.seed + excess * 0.5 ** (age / self.half_life_s)
+
+    @value.setter
+    def value(self, seconds: float) -> None:
+        self._value = seconds
+        self._stamp = self._clock()
+
+    def observe(self, seconds: float, items: float) -> None:
+        per_item = seconds / max(items, 1e-9)
+        current = self.value
+        self.value = per_item if self.samples == 0 and current == 0 else (
+            self.alpha * per_item + (1 - self.alpha) * current)
         self.samples += 1
 
 
@@ -65,6 +92,7 @@ class _Pending(Generic[T, R]):
     future: asyncio.Future[R]
     enqueued: float
     deadline: float | None = None
+    cost: float = 1.0
 
 
 class MicroBatcher(Generic[T, R]):
@@ -77,6 +105,7 @@ class MicroBatcher(Generic[T, R]):
         run_batch: Callable[[list[T]], Sequence[R]],
         *,
         bucket_of: Callable[[T], Hashable] = lambda _item: None,
+        cost_of: Callable[[T], float] = lambda _item: 1.0,
         max_batch_size: int,
         max_delay_s: float,
         max_queue: int,
@@ -89,6 +118,7 @@ class MicroBatcher(Generic[T, R]):
         self.model = model
         self._run_batch = run_batch
         self._bucket_of = bucket_of
+        self._cost_of = cost_of
         self.max_batch_size = max_batch_size
         self.max_delay_s = max_delay_s
         self.max_queue = max_queue
@@ -151,8 +181,14 @@ class MicroBatcher(Generic[T, R]):
 
     @property
     def item_seconds(self) -> float:
-        """Recent service time per item (EWMA over batches; seeded by warm-up)."""
+        """Recent service time per cost unit (EWMA over batches; seeded by warm-up; decays back to the seed when
+        no call refreshes it)."""
         return self.service_time.value
+
+    @property
+    def queued_cost(self) -> float:
+        """Cost units waiting (not yet handed to the model)."""
+        return sum(item.cost for queue in self._buckets.values() for item in queue)
 
     @property
     def drain_seconds_per_item(self) -> float:
@@ -176,7 +212,8 @@ class MicroBatcher(Generic[T, R]):
         futures: list[asyncio.Future[R]] = []
         for item in items:
             future: asyncio.Future[R] = loop.create_future()
-            self._buckets.setdefault(self._bucket_of(item), deque()).append(_Pending(item, future, now, deadline))
+            pending = _Pending(item, future, now, deadline, self._cost_of(item))
+            self._buckets.setdefault(self._bucket_of(item), deque()).append(pending)
             futures.append(future)
         self._size += len(items)
         self._set_depth(self._size)
@@ -200,16 +237,18 @@ class MicroBatcher(Generic[T, R]):
         queue = self._buckets.get(key)
         taken: list[_Pending[T, R]] = []
         now = time.monotonic()
+        per_unit, cost = self.item_seconds, 0.0
         while queue and len(taken) < self.max_batch_size:
             item = queue.popleft()
             self._size -= 1
             if item.future.done():  # the request was cancelled (timeout, disconnect): skip its work
                 self._skip()
-            elif item.deadline is not None and now + self.item_seconds * (len(taken) + 1) > item.deadline:
+            elif item.deadline is not None and now + per_unit * (cost + item.cost) > item.deadline:
                 self._skip()  # would finish after its request's deadline: fail it now, spend nothing on it
                 item.future.set_exception(DeadlineMissedError(f"{self.model}/{self.name}: deadline"))
             else:
                 taken.append(item)
+                cost += item.cost
         if queue is not None and not queue:
             del self._buckets[key]
         self._set_depth(self._size)
@@ -258,7 +297,7 @@ class MicroBatcher(Generic[T, R]):
                 continue
             finally:
                 self._running -= len(batch)
-            self.service_time.observe(seconds, len(batch))
+            self.service_time.observe(seconds, sum(item.cost for item in batch))
             if self._metrics is not None:
                 self._metrics.observe_batch(self.model, self.name, len(batch), seconds)
             for item, result in zip(batch, results):
