@@ -1,9 +1,9 @@
 """Admission control, skipped work and client disconnects on the real models, made deterministic.
 
-The det gate (pause/resume) holds a known backlog and the det per-item estimate is set to a known value, so the
-expected wait of each new request is exact arithmetic, not timing luck: with 12 s per image and a 60 s deadline
-(budget 0.8 -> 48 s), four requests fit (12, 24, 36, 48 s) and the fifth (60 s) is turned away at once with 503 +
-Retry-After = ceil(60 - 48) = 12.
+The det gate (pause/resume) holds a known backlog and the det estimate (seconds per input megapixel) is set so one
+test page costs a known time, so the expected wait of each new request is exact arithmetic, not timing luck: with
+12 s per image and a 60 s deadline (budget 0.8 -> 48 s), four requests fit (12, 24, 36, 48 s) and the fifth (60 s)
+is turned away at once with 503 + Retry-After = ceil(60 - 48) = 12.
 """
 from __future__ import annotations
 
@@ -26,11 +26,27 @@ def client(base_model_dir):
     # one lane: the arithmetic below (queued images x ITEM_S) is that of one model call at a time
     with ready_client(model_dir=base_model_dir, request_timeout_s=TIMEOUT_S, admission_budget=0.8,
                       inference_lanes=1) as c:
+        for runner in c.app.state.engine.runners:  # estimates set by these tests stay put (no decay to the seed)
+            runner.det.service_time.half_life_s = runner.rec.service_time.half_life_s = 0.0
         yield c
 
 
 def post(client, png: bytes):
     return client.post("/v1/ocr", files=[("files", ("doc.png", png, "image/png"))])
+
+
+def per_mpx_for(runner, seconds_per_doc: float) -> float:
+    """The det estimate (seconds per input megapixel) that makes one 320x320 test page cost ``seconds_per_doc``."""
+    return seconds_per_doc / runner.det_mpx_for(320, 320)
+
+
+def fresh_load(client) -> None:
+    """Forget the measured drain speed (factor 1: the end-to-end estimate equals the per-stage one)."""
+    from service.api.engine import LoadTracker
+
+    engine = client.app.state.engine
+    assert engine.load.images == 0
+    engine.load = LoadTracker()
 
 
 def test_cpu_defaults_and_shared_inference_thread(client):
@@ -44,9 +60,8 @@ def test_backlog_past_the_deadline_gets_early_503_with_retry_after(client, doc_p
     runner = client.app.state.engine.by_profile["generic"]
     measured = runner.det.service_time.value
     client.portal.call(runner.det.pause)
-    measured_drain = runner.drain.interval.value
-    runner.det.service_time.value, runner.rec.service_time.value = ITEM_S, 0.0
-    runner.drain.interval.value = 0.0  # only the per-stage estimate counts here (the end-to-end one: below)
+    fresh_load(client)
+    runner.det.service_time.value, runner.rec.service_time.value = per_mpx_for(runner, ITEM_S), 0.0
     try:
         with ThreadPoolExecutor(4) as pool:
             admitted = [pool.submit(post, client, doc_png) for _ in range(3)]
@@ -67,12 +82,10 @@ def test_backlog_past_the_deadline_gets_early_503_with_retry_after(client, doc_p
             assert elapsed < 5, elapsed  # early (before its body is even read), not after waiting for the backlog
             assert runner.det.depth == 4  # nothing of the rejected request was queued
             runner.det.service_time.value = measured
-            runner.drain.interval.value = measured_drain
             client.portal.call(runner.det.resume)
             responses = [f.result(timeout=120) for f in admitted]
     finally:
         runner.det.service_time.value = measured
-        runner.drain.interval.value = measured_drain
         client.portal.call(runner.det.resume)
     assert [r.status_code for r in responses] == [200] * 4
     assert all([l["text"] for l in r.json()["images"][0]["lines"]] == list(BASE_TEXTS) for r in responses)
@@ -81,55 +94,63 @@ def test_backlog_past_the_deadline_gets_early_503_with_retry_after(client, doc_p
     assert metric_value(text, "ocrnet_images_total", profile="generic", outcome="rejected") >= 1
 
 
-def test_drain_timer_counts_busy_intervals_only():
-    from service.api.engine import DrainTimer
+def test_load_tracker_measures_busy_drain_speed_only():
+    from service.api.engine import LoadTracker
 
     now = [100.0]
-    timer = DrainTimer(5.0, clock=lambda: now[0])
-    timer.interval.alpha = 1.0  # follow the latest interval exactly
-    timer.admit(2)
+    load = LoadTracker(clock=lambda: now[0], alpha=1.0)  # follow the latest completion exactly
+    assert load.factor == 1.0
+    load.admit(2, 4.0)  # two images estimated at 2 s each
     now[0] += 3.0
-    timer.image_done()
-    assert timer.seconds == 3.0
+    load.image_done(2.0)
+    assert load.factor == pytest.approx(1.5)  # 3 s of wall time for 2 s of estimated work
     now[0] += 1.0
-    timer.image_done()
-    assert timer.seconds == 1.0  # since the previous completion, not since admission
-    timer.leave(2)
+    load.image_done(2.0)
+    assert load.factor == pytest.approx(0.5)  # since the previous completion, not since admission
+    load.leave(2, 4.0)
+    assert load.in_flight_s == 0 and load.images == 0
     now[0] += 1000.0  # idle: never counted
-    timer.admit(1)
+    load.admit(1, 2.0)
     now[0] += 2.0
-    timer.image_done()
-    assert timer.seconds == 2.0 and timer.in_flight == 1
+    load.image_done(2.0)
+    assert load.factor == pytest.approx(1.0) and load.images == 1
 
 
 def test_end_to_end_estimate_rejects_when_completions_are_slow(client, doc_png):
-    """Model times look fast but images complete every 20 s (say, a busy CPU): 1 in flight + 1 new = 40 s > 24 s."""
-    runner = client.app.state.engine.by_profile["generic"]
-    measured = runner.drain.interval.value
+    """Model times say 10 s per page but admitted work has drained at half that speed (say, a busy CPU):
+    1 in flight + 1 new = 2 x 10 s x 2 = 40 s > 24 s, while the per-stage estimate alone (20 s) would admit."""
+    engine = client.app.state.engine
+    runner = engine.by_profile["generic"]
+    measured = runner.det.service_time.value
     client.portal.call(runner.det.pause)
-    runner.drain.interval.value = 20.0
+    fresh_load(client)
+    runner.det.service_time.value, runner.rec.service_time.value = per_mpx_for(runner, 10.0), 0.0
     try:
         with ThreadPoolExecutor(1) as pool:
             first = pool.submit(post, client, doc_png)  # idle: admitted
             wait_until(lambda: runner.det.depth == 1)
-            assert runner.expected_wait_s(1) == pytest.approx(40.0)
+            engine.load._elapsed, engine.load._work = 2.0, 1.0  # drains at half the estimated speed
+            doc = runner.det_mpx_for(320, 320)
+            assert engine.expected_wait_s(runner, [doc]) == pytest.approx(40.0)
+            assert sum(r.backlog_s() for r in engine.runners) + runner.image_cost_s(doc) == pytest.approx(20.0)
             client.app.state.settings.admission_budget = 0.4  # 24 s
             rejected = post(client, doc_png)
             assert_error(rejected, 503, "overloaded")
             assert rejected.headers["retry-after"] == "16"
-            runner.drain.interval.value = measured
+            runner.det.service_time.value = measured
             client.portal.call(runner.det.resume)
             assert first.result(timeout=120).status_code == 200
     finally:
         client.app.state.settings.admission_budget = 0.8
-        runner.drain.interval.value = measured
+        runner.det.service_time.value = measured
         client.portal.call(runner.det.resume)
+        fresh_load(client)
 
 
 def test_idle_server_admits_even_a_slow_estimate(client, doc_png):
     runner = client.app.state.engine.by_profile["generic"]
     measured = runner.det.service_time.value
-    runner.det.service_time.value = 50.0  # over the 48 s budget, but alone a request is never refused
+    runner.det.service_time.value = per_mpx_for(runner, 50.0)  # over the 48 s budget, but alone never refused
     try:
         r = post(client, doc_png)
     finally:

@@ -75,11 +75,11 @@ def test_service_reads_again_and_counts_it(monkeypatch):
 
 def test_no_second_look_when_the_deadline_leaves_no_room(monkeypatch):
     """The second read is outside admission control: it must not turn a good-enough answer into a 504."""
-    from service.api.engine import ModelRunner
+    from service.api.engine import Engine
     from service.profiles.plate import PlateProfile
 
     monkeypatch.setattr(PlateProfile, "second_look_det_limit", (960, "max"))
-    monkeypatch.setattr(ModelRunner, "expected_wait_s", lambda self, images: 1e6)  # far past any deadline
+    monkeypatch.setattr(Engine, "expected_wait_s", lambda self, runner, det_mpx: 1e6)  # far past any deadline
     with ready_client() as client:
         r = client.post("/v1/ocr", params={"profile": "plate"},
                         files={"files": ("a.png", encode(square_doc(("HELLO WORLD",))), "image/png")})

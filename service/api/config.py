@@ -94,6 +94,18 @@ class Settings(BaseSettings):
         "peak, and onnxruntime's default is what the GPU timings in bench/README were measured with).",
     )
     retry_after_s: int = Field(1, ge=0, description="Retry-After header value sent with 503 responses.")
+    decode_workers: int = Field(
+        2, ge=1, le=64, description="Threads decoding uploads (and reading their headers); a pool of its own, so slow "
+        "decodes queue behind each other under their requests' deadlines, not in front of everything else.",
+    )
+    host_workers: int = Field(
+        2, ge=1, le=64, description="Threads for the pre/post-processing around the model calls (resize, DB boxes, "
+        "crops, fields); a pool of its own, apart from decoding and inference.",
+    )
+    det_memory_mpx: float = Field(
+        4.0, gt=0, description="Detector input megapixels in model calls at once, all bundles and lanes together "
+        "(a CPU det call peaks at ~180 MB per megapixel); a larger single call runs alone.",
+    )
 
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1, description="Largest single uploaded file (bytes).")
     max_pixels: int = Field(40_000_000, ge=1, description="Largest image (width*height), checked before decoding.")

@@ -17,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import threading
 import time
+from collections import deque
 from collections.abc import Awaitable, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
@@ -27,7 +29,7 @@ from typing import Callable, TypeVar
 
 import numpy as np
 
-from service.api.batching import DeadlineMissedError, MicroBatcher, QueueFullError, ServiceTime, request_deadline
+from service.api.batching import DeadlineMissedError, MicroBatcher, QueueFullError, request_deadline
 from service.api.config import Settings
 from service.api.errors import ApiError
 from service.api.metrics import Metrics
@@ -40,14 +42,14 @@ from service.api.schemas import (
     Timings,
 )
 from service.api.context import current_request_id
-from service.api.uploads import DecodedImage, UploadedFile, decode_image, total_declared_pixels
+from service.api.uploads import DecodedImage, UploadedFile, declared_sizes, decode_image
 from service.documents import RenderPolicy
 from service.model_bundle import MANIFEST, sha256_file
 from service.runtime import CPU
 from service.pipeline import Detections, OcrPipeline, TextLine
 from service.profiles import PROFILES, Profile
 from service.vision.ctc import Decoded
-from service.vision.det_preprocess import DetInput, bucket_shape, det_resize_shape
+from service.vision.det_preprocess import DetInput, bucket_shape, det_input_size, det_resize_shape
 from service.vision.rec_preprocess import RecBatch, normalize_crop, resized_width, width_bucket
 from service.vision.static_shapes import reachable_det_shapes
 
@@ -112,46 +114,116 @@ class RecItem:
     bucket: int
 
 
-class DrainTimer:
-    """EWMA of the interval between image completions while the runner is busy: the whole system's service time
-    per image (model calls, host pre/post-processing, contention with other processes, all included), which the
-    per-stage model times alone underestimate on a shared CPU. Idle time is never counted."""
+class LoadTracker:
+    """Engine-wide: work admitted and not yet answered, in estimated seconds of the shared inference lanes, and how
+    fast it really drains. ``factor`` is the EWMA of wall seconds per estimated second between completions while
+    busy (host pre/post-processing, decoding and CPU taken by other processes included, which the per-stage model
+    times alone underestimate on a shared CPU); 1 when the estimates are right. Idle time is never counted."""
 
-    def __init__(self, initial_s: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.interval = ServiceTime(initial_s)
-        self.in_flight = 0
+    def __init__(self, clock: Callable[[], float] = time.monotonic, alpha: float = 0.2) -> None:
+        self.in_flight_s = 0.0
+        self.images = 0
+        self.alpha = alpha
+        self._elapsed = 0.0  # EWMA of wall seconds between completions
+        self._work = 0.0  # EWMA of estimated seconds completed per completion
         self._clock = clock
-        self._since = 0.0  # last completion, or when the runner became busy
+        self._since = 0.0  # last completion, or when the engine became busy
 
     @property
-    def seconds(self) -> float:
-        return self.interval.value
+    def factor(self) -> float:
+        if self._work <= 0:
+            return 1.0
+        return min(max(self._elapsed / self._work, 0.5), 8.0)
 
-    def admit(self, images: int) -> None:
-        if self.in_flight == 0:
+    def admit(self, images: int, cost_s: float) -> None:
+        if self.images == 0:
             self._since = self._clock()
-        self.in_flight += images
+        self.images += images
+        self.in_flight_s += cost_s
 
-    def image_done(self) -> None:
+    def image_done(self, cost_s: float) -> None:
         now = self._clock()
-        self.interval.observe(now - self._since, 1)
+        if self._work <= 0:
+            self._elapsed, self._work = now - self._since, cost_s
+        else:
+            self._elapsed = self.alpha * (now - self._since) + (1 - self.alpha) * self._elapsed
+            self._work = self.alpha * cost_s + (1 - self.alpha) * self._work
         self._since = now
 
-    def leave(self, images: int) -> None:
-        self.in_flight -= images
+    def leave(self, images: int, cost_s: float) -> None:
+        self.images -= images
+        self.in_flight_s = max(self.in_flight_s - cost_s, 0.0) if self.images else 0.0
 
 
 class Admission:
-    """An admitted request's images still counted upstream of rec (released image by image as crops reach rec)."""
+    """An admitted request: per image, its detector megapixels and estimated cost, released as the image moves on
+    (megapixels when its crops reach rec, the cost when it is answered), the rest when the request ends."""
 
-    def __init__(self, runner: ModelRunner, images: int) -> None:
+    def __init__(self, runner: ModelRunner, load: LoadTracker, det_mpx: list[float], costs_s: list[float]) -> None:
         self.runner = runner
-        self.remaining = images
+        self.load = load
+        self.det_mpx = list(det_mpx)
+        self.costs_s = list(costs_s)
+        self._upstream = [True] * len(det_mpx)
+        self._open = [True] * len(det_mpx)
 
-    def release_one(self) -> None:
-        if self.remaining > 0:
-            self.remaining -= 1
+    def reserve(self) -> None:
+        self.runner.upstream += len(self.det_mpx)
+        self.runner.upstream_mpx += sum(self.det_mpx)
+        self.load.admit(len(self.det_mpx), sum(self.costs_s))
+
+    def release_one(self, index: int) -> None:
+        """Image ``index`` left the detector stage: its crops are in the rec queue now."""
+        if 0 <= index < len(self._upstream) and self._upstream[index]:
+            self._upstream[index] = False
             self.runner.upstream -= 1
+            self.runner.upstream_mpx -= self.det_mpx[index]
+
+    def image_done(self, index: int) -> None:
+        if 0 <= index < len(self._open) and self._open[index]:
+            self._open[index] = False
+            self.load.image_done(self.costs_s[index])
+
+    def close(self) -> None:
+        for i in range(len(self._upstream)):
+            self.release_one(i)
+        self.runner.upstream_mpx = max(self.runner.upstream_mpx, 0.0) if self.runner.upstream else 0.0
+        self.load.leave(len(self.costs_s), sum(self.costs_s))
+
+
+class MemoryGate:
+    """Bounds the detector input megapixels in model calls at once, across every bundle and lane: a CPU det call
+    peaks at ~180 MB per input megapixel (`bench/det_memory.py`), so two big pages side by side would double the
+    peak. A call larger than the whole budget runs alone. First come, first served (a big page is not starved by a
+    stream of small ones). Blocking: it is taken on the inference threads."""
+
+    def __init__(self, budget_mpx: float) -> None:
+        self.budget_mpx = budget_mpx
+        self.in_use_mpx = 0.0
+        self._cond = threading.Condition()
+        self._waiting: deque[object] = deque()
+
+    @contextmanager
+    def hold(self, mpx: float) -> Iterator[None]:
+        me = object()
+        with self._cond:
+            self._waiting.append(me)
+            while self._waiting[0] is not me or (self.in_use_mpx > 0 and self.in_use_mpx + mpx > self.budget_mpx):
+                self._cond.wait()
+            self._waiting.popleft()
+            self.in_use_mpx += mpx
+            self._cond.notify_all()  # the next in line may fit too
+        try:
+            yield
+        finally:
+            with self._cond:
+                self.in_use_mpx -= mpx
+                self._cond.notify_all()
+
+
+def det_mpx(inp: DetInput) -> float:
+    """The detector's cost unit for one input: megapixels of the tensor it is run on (bucket padding included)."""
+    return inp.tensor.shape[1] * inp.tensor.shape[2] / 1e6
 
 
 class ModelRunner:
@@ -169,8 +241,11 @@ class ModelRunner:
         self.warm_det_s = 0.0  # per-image det time at warm-up (seeds the det EWMA)
         self.warm_rec_s = 0.0  # per-crop rec time at warm-up
         self.upstream = 0  # admitted images whose crops have not reached the rec queue yet
+        self.upstream_mpx = 0.0  # their detector input megapixels
         self.crops_per_image = 8.0  # EWMA of text-line crops per image (prior: a short document)
-        self.drain = DrainTimer(0.0)
+        self.typical_mpx = 0.0  # EWMA of detector megapixels per image (seeded by the warm-up shape)
+        self.memory_gate: MemoryGate | None = None
+        self.host_pool: Executor | None = None
 
     @property
     def name(self) -> str:
@@ -241,16 +316,34 @@ class ModelRunner:
         assert pipeline is not None
         det_shapes = self.warmup_det_shapes()
         det_s, rec_s = pipeline.warm_up(det_shapes)
-        # the slowest det shape's single-image time (a second call on accelerators) is a conservative det seed
-        self.warm_det_s, self.warm_rec_s = det_s, rec_s
-        self.drain = DrainTimer(self.warm_det_s + self.crops_per_image * self.warm_rec_s)
+        # the slowest det shape's single-image time (a second call on accelerators) per megapixel of the largest
+        # shape is the det seed (small shapes cost a little more per megapixel: the estimate learns that)
+        largest = max(h * w for h, w in det_shapes) / 1e6 if det_shapes else 1.0
+        self.warm_det_s, self.warm_rec_s = det_s / largest, rec_s
+        self.typical_mpx = largest
         log.info("warmed up %s: det shapes %s x batches %s, rec widths %s x batches %s in %.2f s", self.name,
                  det_shapes, list(pipeline.det_batch_ladder or (1,)), list(pipeline.rec_width_buckets),
                  list(pipeline.rec_batch_ladder or (1,)), time.perf_counter() - started)
 
-    # -- batch functions (run on each batcher's single worker thread)
+    # -- batch functions (run on the inference threads)
     def _run_det(self, inputs: list[DetInput]) -> list[np.ndarray]:
-        return self.pipeline.run_det(inputs)  # type: ignore[union-attr]
+        pipeline = self.pipeline
+        assert pipeline is not None
+        if self.memory_gate is None:
+            return pipeline.run_det(inputs)
+        with self.memory_gate.hold(sum(det_mpx(inp) for inp in inputs)):
+            return pipeline.run_det(inputs)
+
+    def det_mpx_for(self, height: int | None, width: int | None, det_limit: tuple[int, str] | None = None) -> float:
+        """Detector megapixels an image of this size will cost (read from its header before decoding; unknown
+        sizes: the recent typical image); ``det_limit`` as in :meth:`read`."""
+        pipeline = self.pipeline
+        if pipeline is None or not height or not width:
+            return self.typical_mpx
+        cfg = pipeline.det_config
+        if det_limit is not None:
+            cfg = replace(cfg, limit_side_len=det_limit[0], limit_type=det_limit[1])
+        return float(np.prod(bucket_shape(*det_input_size(height, width, cfg), cfg.buckets))) / 1e6
 
     def _run_rec(self, items: list[RecItem]) -> list[Decoded]:
         pipeline = self.pipeline
@@ -268,14 +361,18 @@ class ModelRunner:
             items.append(RecItem(normalize_crop(crop, bucket, height), bucket))
         return items
 
-    def start(self, executor: Executor | None = None, lanes: int = 1) -> None:
+    def start(self, executor: Executor | None = None, lanes: int = 1, memory_gate: MemoryGate | None = None,
+              host_pool: Executor | None = None) -> None:
         """Start both batchers; ``executor``: inference threads shared with other stages (CPU), else each stage's
-        own; ``lanes``: model calls each stage may have in flight at once."""
+        own; ``lanes``: model calls each stage may have in flight at once; ``memory_gate``: detector megapixels
+        in calls at once (all bundles); ``host_pool``: threads for pre/post-processing (None: asyncio's default)."""
+        self.memory_gate = memory_gate
+        self.host_pool = host_pool
         s = self.settings
         det_batch, rec_batch = self.batch_sizes()
         rec_delay_ms = s.max_delay_ms if s.rec_max_delay_ms is None else s.rec_max_delay_ms
         self.det = MicroBatcher(
-            "det", self.name, self._run_det, bucket_of=lambda inp: inp.bucket, max_batch_size=det_batch,
+            "det", self.name, self._run_det, bucket_of=lambda inp: inp.bucket, cost_of=det_mpx, max_batch_size=det_batch,
             max_delay_s=s.max_delay_ms / 1000, max_queue=s.max_queue, metrics=self.metrics, executor=executor,
             initial_item_s=self.warm_det_s, lanes=lanes,
         )
@@ -289,42 +386,28 @@ class ModelRunner:
         log.info("%s: det batch %d, rec batch %d, %d lane(s), %s inference threads", self.name, det_batch,
                  rec_batch, lanes, "shared" if executor is not None else "per-stage")
 
-    # -- admission control
-    def expected_wait_s(self, images: int) -> float:
-        """Seconds until ``images`` more would be answered: everything admitted before them plus their own work.
-        The larger of two estimates: per stage (images not yet at rec, crops queued or running in rec, at each
-        stage's recent per-item model time) and end to end (images in flight x measured interval between
-        completions, which also counts host pre/post-processing and CPU taken by other processes)."""
+    # -- admission control (the engine sums these over every runner: all share the inference lanes)
+    def image_cost_s(self, mpx: float) -> float:
+        """Estimated lane-seconds of one image of ``mpx`` detector megapixels: det at the recent time per megapixel
+        plus its expected crops at the recent rec time per crop, the lanes running side by side."""
         det, rec = self.det, self.rec
         assert det is not None and rec is not None
-        per_image = det.drain_seconds_per_item + self.crops_per_image * rec.drain_seconds_per_item
-        stages = (self.upstream + images) * per_image + (rec.depth + rec.running) * rec.drain_seconds_per_item
-        wait = max(stages, (self.drain.in_flight + images) * self.drain.seconds)
-        self.metrics.expected_wait.labels(model=self.name).set(wait)
-        return wait
+        return mpx * det.drain_seconds_per_item + self.crops_per_image * rec.drain_seconds_per_item
 
-    def check_admission(self, images: int, budget_s: float | None) -> None:
-        """Raise OverloadedError when the expected wait exceeds ``budget_s`` (None: never). An idle runner always
-        admits: a lone slow image still gets its chance (at worst a 504)."""
+    def backlog_s(self) -> float:
+        """Estimated lane-seconds of work admitted here and not done: images not yet at rec, crops queued or
+        running in rec."""
+        det, rec = self.det, self.rec
+        assert det is not None and rec is not None
+        upstream = max(self.upstream_mpx, 0.0) * det.drain_seconds_per_item \
+            + self.upstream * self.crops_per_image * rec.drain_seconds_per_item
+        return upstream + (rec.depth + rec.running) * rec.drain_seconds_per_item
+
+    @property
+    def busy(self) -> bool:
         rec = self.rec
         assert rec is not None
-        busy = self.drain.in_flight > 0 or self.upstream > 0 or rec.depth + rec.running > 0
-        expected = self.expected_wait_s(images)
-        if budget_s is not None and busy and expected > budget_s:
-            raise OverloadedError(expected, budget_s)
-
-    @contextmanager
-    def admitted(self, images: int, budget_s: float | None) -> Iterator[Admission]:
-        """Check admission, then reserve ``images`` in the backlog estimate for the request's life."""
-        self.check_admission(images, budget_s)
-        ticket = Admission(self, images)
-        self.upstream += images
-        self.drain.admit(images)
-        try:
-            yield ticket
-        finally:
-            self.upstream -= ticket.remaining
-            self.drain.leave(images)
+        return self.upstream > 0 or rec.depth + rec.running > 0
 
     async def stop(self) -> None:
         for batcher in (self.det, self.rec):
@@ -332,24 +415,33 @@ class ModelRunner:
                 await batcher.stop()
 
     # -- serving
+    async def host(self, fn: Callable[..., T], *args: object) -> T:
+        """``fn(*args)`` on the host pre/post-processing pool (bounded, apart from decoding and inference)."""
+        if self.host_pool is None:
+            return await asyncio.to_thread(fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(self.host_pool, fn, *args)
+
     async def read(self, image: DecodedImage, ticket: Admission | None = None,
-                   det_limit: tuple[int, str] | None = None) -> tuple[list[TextLine], float, float]:
+                   det_limit: tuple[int, str] | None = None, index: int = 0) -> tuple[list[TextLine], float, float]:
         """Lines of one image plus (det_ms, rec_ms); det/rec calls are shared with concurrent requests.
-        ``det_limit`` overrides the bundle's detector resolution (a profile's second look)."""
+        ``det_limit`` overrides the bundle's detector resolution (a profile's second look); ``index``: the
+        image's place in the request (its admission ticket entry)."""
         pipeline, det, rec = self.pipeline, self.det, self.rec
         assert pipeline is not None and det is not None and rec is not None
         t0 = time.perf_counter()
-        inp = await asyncio.to_thread(pipeline.prepare_det, image.image, det_limit)
+        inp = await self.host(pipeline.prepare_det, image.image, det_limit)
+        self.typical_mpx = 0.8 * self.typical_mpx + 0.2 * det_mpx(inp)
         prob = await det.submit(inp)
-        dets = await asyncio.to_thread(pipeline.boxes, inp, prob)
-        items = await asyncio.to_thread(self._rec_items, inp, dets)
+        dets = await self.host(pipeline.boxes, inp, prob)
+        items = await self.host(self._rec_items, inp, dets)
+        del inp, prob  # the detector tensor and map are dead weight while the crops wait for rec
         t1 = time.perf_counter()
         self.crops_per_image = 0.8 * self.crops_per_image + 0.2 * len(items)
         if ticket is not None:
-            ticket.release_one()  # no await before submit_many enqueues: the crops move to rec.depth atomically
+            ticket.release_one(index)  # no await before submit_many enqueues: the crops move to rec.depth atomically
         decoded = await rec.submit_many(items)
         if ticket is not None:
-            self.drain.image_done()
+            ticket.image_done(index)
         lines = pipeline.assemble(dets, decoded)
         return lines, (t1 - t0) * 1000, (time.perf_counter() - t1) * 1000
 
@@ -390,7 +482,15 @@ class Engine:
         self.error: str | None = None
         self._task: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
-        self.pages = PageReader(settings.max_pages)  # PDF / multi-page TIFF pages (its own single PDF thread)
+        self.load = LoadTracker()
+        self.memory_gate = MemoryGate(settings.det_memory_mpx)
+        # Decoding and the header pre-check, and the pre/post-processing around the model calls, each get a small
+        # pool of their own: in asyncio's default pool a few slow decodes (scan bombs) held every other request's
+        # pre-check for 97 s, before its deadline had even started (issue 20).
+        self.decode_pool = ThreadPoolExecutor(max_workers=settings.decode_workers, thread_name_prefix="ocrnet-decode")
+        self.host_pool = ThreadPoolExecutor(max_workers=settings.host_workers, thread_name_prefix="ocrnet-host")
+        # PDF / multi-page TIFF pages (its own single PDF thread; images decode on the decode pool)
+        self.pages = PageReader(settings.max_pages, self.decode_pool)
 
     @property
     def runners(self) -> list[ModelRunner]:
@@ -417,7 +517,8 @@ class Engine:
             if shared:  # one pool for every session: at most `lanes` model calls compete for the cores
                 self._executor = ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="ocrnet-inference")
             for runner in self.runners:
-                runner.start(self._executor, lanes)
+                # the memory gate bounds host RAM: on CPU only (accelerators hold activations in device memory)
+                runner.start(self._executor, lanes, self.memory_gate if on_cpu else None, self.host_pool)
         except Exception as exc:
             # What an operator expects: the process stays alive (liveness 200, no crash loop), /readyz says 503,
             # and the log carries one line naming the bundle and file; the traceback only at DEBUG.
@@ -441,6 +542,8 @@ class Engine:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
         self.pages.close()
+        for pool in (self.decode_pool, self.host_pool):
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def _overloaded(self, profile: str, exc: OverloadedError, images: int) -> ApiError:
         self.metrics.images.labels(profile=profile, outcome="rejected").inc(images)
@@ -448,9 +551,43 @@ class Engine:
         retry = max(self.settings.retry_after_s, math.ceil(exc.expected_s - exc.budget_s))
         return ApiError(503, "overloaded", f"server busy: {exc}; retry later", {"Retry-After": str(retry)})
 
+    # -- admission control: every bundle's work shares the same inference lanes and cores
+    @property
+    def busy(self) -> bool:
+        return self.load.images > 0 or any(runner.busy for runner in self.runners)
+
+    def expected_wait_s(self, runner: ModelRunner, det_mpx: Sequence[float]) -> float:
+        """Seconds until images of these detector sizes, sent to ``runner``, would be answered: the work admitted
+        to *every* runner before them plus their own. The larger of two estimates: per stage (each runner's
+        backlog at its recent per-megapixel det and per-crop rec times) and end to end (the same work in flight,
+        scaled by how fast admitted work has really been draining: host processing and other processes count)."""
+        new = sum(runner.image_cost_s(mpx) for mpx in det_mpx)
+        stages = sum(r.backlog_s() for r in self.runners) + new
+        wait = max(stages, (self.load.in_flight_s + new) * self.load.factor)
+        self.metrics.expected_wait.labels(model=runner.name).set(wait)
+        return wait
+
+    def check_admission(self, runner: ModelRunner, det_mpx: Sequence[float], budget_s: float | None) -> None:
+        """Raise OverloadedError when the expected wait exceeds ``budget_s`` (None: never). An idle engine always
+        admits: a lone slow image still gets its chance (at worst a 504)."""
+        expected = self.expected_wait_s(runner, det_mpx)
+        if budget_s is not None and self.busy and expected > budget_s:
+            raise OverloadedError(expected, budget_s)
+
+    @contextmanager
+    def admitted(self, runner: ModelRunner, det_mpx: Sequence[float], budget_s: float | None) -> Iterator[Admission]:
+        """Check admission, then reserve the images in the backlog estimate for the request's life."""
+        self.check_admission(runner, det_mpx, budget_s)
+        ticket = Admission(runner, self.load, list(det_mpx), [runner.image_cost_s(mpx) for mpx in det_mpx])
+        ticket.reserve()
+        try:
+            yield ticket
+        finally:
+            ticket.close()
+
     def raise_if_overloaded(self, profile: str | None) -> None:
-        """Cheap pre-check before the body is read: would even one image be refused? The form may still name
-        another profile, so refuse only when every runner that could serve the request is over budget."""
+        """Cheap pre-check before the body is read: would even one image of the usual size be refused? The form
+        may still name another profile, so refuse only when every runner that could serve it is over budget."""
         s = self.settings
         if not s.admission_control:
             return
@@ -459,7 +596,7 @@ class Engine:
         refusals = []
         for runner in runners:
             try:
-                runner.check_admission(1, budget)
+                self.check_admission(runner, [runner.typical_mpx], budget)
             except OverloadedError as exc:
                 refusals.append(exc)
         if refusals and len(refusals) == len(runners):
@@ -478,33 +615,42 @@ class Engine:
 
     async def ocr(
         self, files: Sequence[UploadedFile], profile: str, min_confidence: float, return_polygons: bool,
-        force_ocr: bool = False,
+        force_ocr: bool = False, deadline: float | None = None,
     ) -> OcrResponse:
+        """``deadline``: time.monotonic() by which to answer (the route passes the request's arrival + timeout, so
+        reading the body, the header pre-check and decoding all count); None: from now."""
         runner = self.by_profile[profile]
         profile_impl = self.profile_impls[profile]
         s = self.settings
-        declared = await asyncio.to_thread(total_declared_pixels, list(files))
-        if declared > s.max_request_pixels:
-            raise ApiError(413, "request_too_many_pixels",
-                           f"images total {declared} pixels, over the {s.max_request_pixels}-pixel request limit")
         budget = s.admission_budget * s.request_timeout_s if s.admission_control else None
-        deadline = time.monotonic() + s.request_timeout_s
+        deadline = time.monotonic() + s.request_timeout_s if deadline is None else deadline
         token = request_deadline.set(deadline)
+        loop = asyncio.get_running_loop()
         pages: list[Page] = []
         try:
-            async with asyncio.timeout(s.request_timeout_s), \
-                    self.pages.open(files, self.render_policy(runner), force_ocr, deadline) as opened:
-                pages = opened.pages
-                # admission counts the pages the models must read (a PDF text-layer page costs milliseconds)
-                admitted = runner.admitted(opened.model_pages, budget) if opened.model_pages else nullcontext()
-                with admitted as ticket:
-                    results = await _all_or_nothing(opened.readers(
-                        lambda upload, index, frame: self._timed_decode(upload, index, s.max_pixels, frame),
-                        lambda image, ms, page: self._one(runner, image, ms, profile_impl, min_confidence,
-                                                          return_polygons, ticket, page),
-                        profile_impl, min_confidence, return_polygons,
-                    ))
-                documents = await asyncio.to_thread(document_results, pages, results, profile_impl)
+            # loop.time() is time.monotonic() on asyncio's loops; the offset keeps this right on any other clock
+            async with asyncio.timeout_at(loop.time() + (deadline - time.monotonic())):
+                sizes = await loop.run_in_executor(self.decode_pool, declared_sizes, list(files))
+                declared = sum(w * h for size in sizes if size is not None for w, h in [size])
+                if declared > s.max_request_pixels:
+                    raise ApiError(413, "request_too_many_pixels", f"images total {declared} pixels, over the "
+                                   f"{s.max_request_pixels}-pixel request limit")
+                async with self.pages.open(files, self.render_policy(runner), force_ocr, deadline) as opened:
+                    pages = opened.pages
+                    # admission prices the pages the models must read (a PDF text-layer page costs milliseconds)
+                    model_pages = [page for page in pages if page.needs_models]
+                    slot = {id(page): k for k, page in enumerate(model_pages)}
+                    det_mpx = [self._page_mpx(runner, page, sizes) for page in model_pages]
+                    admitted = self.admitted(runner, det_mpx, budget) if det_mpx else nullcontext()
+                    with admitted as ticket:
+                        results = await _all_or_nothing(opened.readers(
+                            lambda upload, index, frame: self._timed_decode(upload, index, s.max_pixels, frame),
+                            lambda image, ms, page: self._one(runner, image, ms, profile_impl, min_confidence,
+                                                              return_polygons, ticket, page, slot[id(page)]),
+                            profile_impl, min_confidence, return_polygons,
+                        ))
+                    documents = await loop.run_in_executor(self.host_pool, document_results, pages, results,
+                                                           profile_impl)
         except (TimeoutError, DeadlineMissedError):
             self.metrics.images.labels(profile=profile, outcome="timeout").inc(len(pages) or len(files))
             raise ApiError(504, "timeout", f"processing took longer than {s.request_timeout_s:g} s") from None
@@ -526,16 +672,31 @@ class Engine:
             documents=documents,
         )
 
-    def _time_for_another_read(self, runner: ModelRunner, profile: str) -> bool:
+    @staticmethod
+    def _page_mpx(runner: ModelRunner, page: Page, sizes: Sequence[tuple[int, int] | None]) -> float:
+        """Detector megapixels of a page that needs the models: a PDF page at its render size, an image (or TIFF
+        frame) at its header size."""
+        if page.plan is not None:
+            return runner.det_mpx_for(page.plan.height, page.plan.width)
+        size = sizes[page.file_index] if page.file_index < len(sizes) else None
+        return runner.det_mpx_for(size[1], size[0]) if size else runner.typical_mpx
+
+    def _time_for_another_read(self, runner: ModelRunner, profile: str, mpx: float) -> bool:
         """A second look only when the request's deadline leaves room for twice the expected wait of one more
-        image (its detector runs at higher resolution): the first answer beats a 504."""
+        image of ``mpx`` detector megapixels: the first answer beats a 504."""
         deadline = request_deadline.get()
         if deadline is None:
             return True
-        fits = time.monotonic() + 2 * runner.expected_wait_s(1) < deadline
+        fits = time.monotonic() + 2 * self.expected_wait_s(runner, [mpx]) < deadline
         if not fits:
             self.metrics.second_looks.labels(profile=profile, kept="skipped").inc()
         return fits
+
+    async def _decode(self, upload: UploadedFile, index: int) -> tuple[DecodedImage, float]:
+        """Decode on the decode pool; (image, ms). Cancelled while still queued (deadline, disconnect), it never
+        starts; started, it runs to its end (threads cannot be interrupted): the pool's size bounds that."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.decode_pool, self._timed_decode, upload, index, self.settings.max_pixels)
 
     @staticmethod
     def _timed_decode(upload: UploadedFile, index: int, max_pixels: int, frame: int = 0
@@ -547,26 +708,32 @@ class Engine:
     async def _one(
         self, runner: ModelRunner, image: DecodedImage, decode_ms: float, profile: Profile,
         min_confidence: float, return_polygons: bool, ticket: Admission | None = None, page: Page | None = None,
+        index: int = 0,
     ) -> ImageResult:
         """``page``: where the image came from; a PDF page's text-layer lines join the OCR lines there."""
         started = time.perf_counter()
-        lines, det_ms, rec_ms = await runner.read(image, ticket)
+        second_look = profile.second_look_det_limit
+        lines, det_ms, rec_ms = await runner.read(image, ticket, index=index)
+        keep_pixels = second_look is not None
+        if not keep_pixels:
+            image.image = None  # type: ignore[assignment]  # up to 120 MB of RGB nobody reads again
         lines = [line for line in lines if line.confidence >= min_confidence]
         if page is not None:
             lines = page.merge(lines)
         t_fields = time.perf_counter()
         size = (image.width, image.height)
-        fields = await asyncio.to_thread(profile.extract_fields, lines, size)
+        fields = await runner.host(profile.extract_fields, lines, size)
         fields_ms = (time.perf_counter() - t_fields) * 1000
-        if profile.second_look_det_limit is not None and profile.wants_second_look(fields) \
-                and self._time_for_another_read(runner, profile.name):
+        if second_look is not None and profile.wants_second_look(fields) \
+                and self._time_for_another_read(runner, profile.name,
+                                                runner.det_mpx_for(image.height, image.width, second_look)):
             # Outside the admission ticket (already released for this image): at most one extra read per image.
-            lines2, det2_ms, rec2_ms = await runner.read(image, None, profile.second_look_det_limit)
+            lines2, det2_ms, rec2_ms = await runner.read(image, None, second_look)
             lines2 = [line for line in lines2 if line.confidence >= min_confidence]
             if page is not None:
                 lines2 = page.merge(lines2)
             t_fields = time.perf_counter()
-            fields2 = await asyncio.to_thread(profile.extract_fields, lines2, size)
+            fields2 = await runner.host(profile.extract_fields, lines2, size)
             fields_ms += (time.perf_counter() - t_fields) * 1000
             det_ms, rec_ms = det_ms + det2_ms, rec_ms + rec2_ms
             keep = profile.prefer_second_look(fields, fields2)

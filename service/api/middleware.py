@@ -9,6 +9,7 @@ import json
 import logging
 import time
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.context import REQUEST_ID_HEADER, choose_request_id, reset_request_id, set_request_id
@@ -47,6 +48,9 @@ class RequestContextMiddleware:
         self.metrics.inflight.inc()
         try:
             await self.app(scope, receive, send_with_id)
+        except ClientDisconnect:  # the client left mid-body (a route that read it without our upload reader)
+            if not response_started:
+                status = 499
         except Exception:
             log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
             if not response_started:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -76,15 +76,21 @@ class Page:
 class PageReader:
     """Owns the PDF thread; ``open`` turns a request's uploads into pages under its deadline."""
 
-    def __init__(self, max_pages: int) -> None:
+    def __init__(self, max_pages: int, decode_pool: Executor | None = None) -> None:
+        """``decode_pool``: where images are decoded and TIFF pages counted (the engine's bounded pool; None:
+        asyncio's default)."""
         self.max_pages = max_pages
         self._pdf = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ocrnet-pdf")
+        self._decode_pool = decode_pool
 
     def close(self) -> None:
         self._pdf.shutdown(wait=True)
 
     async def on_pdf_thread(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pdf, fn, *args)
+
+    async def on_decode_pool(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._decode_pool, fn, *args)
 
     @asynccontextmanager
     async def open(self, files: Sequence[UploadedFile], policy: RenderPolicy, force_ocr: bool,
@@ -106,7 +112,7 @@ class PageReader:
                         plan = await self.on_pdf_thread(doc.plan, k, policy, not force_ocr, deadline)
                         pages.append(Page(i, upload, k + 1, doc.count, doc, plan))
                 else:
-                    count = await asyncio.to_thread(tiff_page_count, upload.data, name, left) if upload.data else 1
+                    count = await self.on_decode_pool(tiff_page_count, upload.data, name, left) if upload.data else 1
                     pages += [Page(i, upload, k + 1, count) for k in range(count)]
             yield RequestPages(self, pages, deadline)
         except DocumentError as exc:
@@ -150,7 +156,7 @@ class RequestPages:
 
     async def _image(self, page: Page, decode: Decode) -> tuple[DecodedImage, float]:
         if page.pdf is None or page.plan is None:
-            return await asyncio.to_thread(decode, page.upload, page.file_index, page.number - 1)
+            return await self.reader.on_decode_pool(decode, page.upload, page.file_index, page.number - 1)
         started = time.perf_counter()
         image = await self.reader.on_pdf_thread(page.pdf.render, page.plan, self.deadline)
         ms = page.plan.extract_ms + (time.perf_counter() - started) * 1000

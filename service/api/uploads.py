@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from service.api.errors import ApiError
 
@@ -34,6 +34,10 @@ MAX_FIELD_BYTES = 1024
 MAX_PART_HEADER_BYTES = 8 * 1024  # all headers of one part (Content-Disposition with the filename, Content-Type)
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries, part headers and option fields on top of the file bytes
 DECODABLE_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF", "GIF", "PPM"})
+# Progressive-JPEG scan bombs: libjpeg decodes every scan over the whole coefficient buffer, so a 300 KB 6000x6000
+# file repeating one AC scan 4,000 times took 16-26 s (issue 20). Encoders write 10 scans for a progressive colour
+# JPEG (libjpeg's default script; 2-3 frames of an MPO: ~30); Pillow has no knob for this, so we count SOS markers.
+MAX_JPEG_SCANS = 100
 ACCEPTED_PART_TYPES = ("image/", "application/octet-stream")
 
 # Our own max_pixels check runs on the header first; Pillow's warning would only duplicate it.
@@ -171,6 +175,8 @@ async def _body_chunks(request: Request, limits: UploadLimits) -> AsyncIterator[
             return
         except TimeoutError:
             raise ApiError(408, "upload_timeout", "request body not received in time", {"Connection": "close"}) from None
+        except ClientDisconnect:  # the client's doing, not a server error: 499 in metrics and the access log
+            raise ApiError(499, "client_closed_request", "client disconnected during the upload") from None
         yield chunk
 
 
@@ -238,16 +244,28 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def total_declared_pixels(uploads: list[UploadedFile]) -> int:
-    """Sum of width*height read from each file's header only (unreadable files count 0: decode_image reports them)."""
-    total = 0
+def declared_sizes(uploads: list[UploadedFile]) -> list[tuple[int, int] | None]:
+    """(width, height) of each file read from its header only (None when unreadable: decode_image reports it)."""
+    sizes: list[tuple[int, int] | None] = []
     for upload in uploads:
         try:
             with Image.open(io.BytesIO(upload.data)) as img:
-                total += img.width * img.height
+                sizes.append((img.width, img.height))
         except Exception:  # not an image, or over Pillow's own bomb limit: decode_image gives the precise error
-            continue
-    return total
+            sizes.append(None)
+    return sizes
+
+
+def total_declared_pixels(uploads: list[UploadedFile]) -> int:
+    """Sum of width*height read from each file's header only (unreadable files count 0: decode_image reports them)."""
+    return sum(w * h for size in declared_sizes(uploads) if size is not None for w, h in [size])
+
+
+def jpeg_scan_count(data: bytes | bytearray) -> int:
+    """Start-of-scan markers in a JPEG stream, without decoding: inside entropy-coded data a 0xFF byte is always
+    followed by 0x00 (stuffing) or a restart marker, so ``FF DA`` there only starts a scan. An upper bound: metadata
+    segments (an EXIF thumbnail is a JPEG too) may add a few, far below the limit."""
+    return data.count(b"\xff\xda")
 
 
 def decode_image(upload: UploadedFile, index: int, max_pixels: int, frame: int = 0) -> DecodedImage:
@@ -279,6 +297,9 @@ def decode_image(upload: UploadedFile, index: int, max_pixels: int, frame: int =
     width, height = img.size
     if width <= 0 or height <= 0:
         raise ApiError(400, "invalid_image", f"{label}: image has no pixels")
+    if img.format in ("JPEG", "MPO") and (scans := jpeg_scan_count(upload.data)) > MAX_JPEG_SCANS:
+        raise ApiError(422, "image_too_complex",
+                       f"{label}: JPEG with {scans} scans (more than {MAX_JPEG_SCANS}); re-encode it")
     if width * height > max_pixels:
         raise ApiError(
             413, "image_too_large", f"{label}: {width}x{height} is over the {max_pixels}-pixel limit"

@@ -5,6 +5,7 @@ multipart schema is declared here for OpenAPI by hand instead of via FastAPI ``F
 """
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
@@ -120,6 +121,7 @@ async def ocr(
     return_polygons: bool | None = Query(None, description="Include line polygons (default true)."),
     force_ocr: bool | None = Query(None, description="OCR PDF pages that have a text layer too (default false)."),
 ) -> OcrResponse:
+    deadline = time.monotonic() + request.app.state.settings.request_timeout_s  # from the first byte on
     engine = request.app.state.engine
     settings = request.app.state.settings
     engine.raise_unless_ready()
@@ -140,5 +142,6 @@ async def ocr(
     # a client that leaves (its own timeout, a balancer retry) must not keep costing det + rec passes
     return await unless_disconnected(
         request.receive,
-        engine.ocr(form.files, options.profile, options.min_confidence, options.return_polygons, options.force_ocr),
+        engine.ocr(form.files, options.profile, options.min_confidence, options.return_polygons, options.force_ocr,
+                   deadline),
     )
