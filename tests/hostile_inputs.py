@@ -274,3 +274,37 @@ def _request_pixel_cases(max_files: int, max_pixels: int, max_request_pixels: in
     bomb = png_bomb(side)
     return [HostileCase(f"{count}_bombs_of_{side}px_over_request_budget",
                         multipart([image_part(bomb, f"{i}.png") for i in range(count)]), 413, "request_too_many_pixels")]
+
+
+def jpeg_segments(data: bytes) -> list[tuple[int, int, int]]:
+    """(marker, start, end) of each marker segment of a JPEG, a scan's entropy-coded data included in its SOS."""
+    out, i = [], 2  # after SOI
+    while i < len(data) - 1:
+        assert data[i] == 0xFF, f"not a marker at {i}"
+        marker = data[i + 1]
+        if marker == 0xD9:  # EOI
+            out.append((marker, i, i + 2))
+            break
+        length = struct.unpack(">H", data[i + 2:i + 4])[0]
+        end = i + 2 + length
+        if marker == 0xDA:  # entropy-coded data runs to the next marker that is not stuffing or a restart
+            while not (data[end] == 0xFF and data[end + 1] not in (0x00, *range(0xD0, 0xD8))):
+                end += 1
+        out.append((marker, i, end))
+        i = end
+    return out
+
+
+def progressive_scan_bomb(side: int = 2000, repeats: int = 1000) -> bytes:
+    """A valid-looking progressive JPEG whose last AC scan is repeated ``repeats`` times (issue 20: a 303 KB
+    6000x6000 one with 4,000 repeats took 16-26 s to decode; every size and pixel limit let it through).
+    libjpeg decodes each scan over the whole coefficient buffer, so the cost grows with side² x repeats."""
+    img = Image.new("RGB", (side, side), "white")
+    ImageDraw.Draw(img).text((10, 10), "SCAN BOMB", fill="black")
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", progressive=True, quality=90)
+    data = buf.getvalue()
+    scans = [(s, e) for m, s, e in jpeg_segments(data) if m == 0xDA]
+    start, end = scans[-1]
+    eoi = data.rindex(b"\xff\xd9")
+    return data[:eoi] + data[start:end] * repeats + data[eoi:]

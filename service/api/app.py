@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from service import __version__
+from service.api import log_privacy
 from service.api.config import Settings
 from service.api.context import RequestIdLogFilter
 from service.api.docs import install_offline_docs
@@ -31,8 +32,9 @@ TAGS = [
 ]
 
 
-def configure_logging(level: str) -> None:
-    """Log lines carry the request ID; never image bytes or recognized text."""
+def configure_logging(level: str, secrets: tuple[str, ...] = ()) -> None:
+    """Log lines carry the request ID; never image bytes, recognized text, query strings or secrets."""
+    handlers = []
     for name in ("ocrnet", "service"):
         logger = logging.getLogger(name)
         logger.setLevel(level.upper())
@@ -43,11 +45,14 @@ def configure_logging(level: str) -> None:
             handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
             logger.addHandler(handler)
             logger.propagate = False
+        handlers += [h for h in logger.handlers if getattr(h, "_ocrnet", False)]
+    log_privacy.install(secrets, tuple(handlers))
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level,
+                      (settings.api_key.get_secret_value(),) if settings.api_key is not None else ())
     app_metrics = Metrics()
     engine = Engine(settings, app_metrics)
 

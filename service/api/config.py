@@ -94,6 +94,10 @@ class Settings(BaseSettings):
         "peak, and onnxruntime's default is what the GPU timings in bench/README were measured with).",
     )
     retry_after_s: int = Field(1, ge=0, description="Retry-After header value sent with 503 responses.")
+    malloc_tuning: bool = Field(
+        True, description="On CPU-only hosts with glibc: fixed 256 KiB mmap threshold, two malloc arenas and a "
+        "malloc_trim after big detector calls, so freed model tensors go back to the kernel (service/api/memory.py).",
+    )
     decode_workers: int = Field(
         2, ge=1, le=64, description="Threads decoding uploads (and reading their headers); a pool of its own, so slow "
         "decodes queue behind each other under their requests' deadlines, not in front of everything else.",

@@ -29,6 +29,7 @@ from typing import Callable, TypeVar
 
 import numpy as np
 
+from service.api import memory
 from service.api.batching import DeadlineMissedError, MicroBatcher, QueueFullError, request_deadline
 from service.api.config import Settings
 from service.api.errors import ApiError
@@ -95,6 +96,8 @@ GPU_BATCH = (8, 128)
 # on the 2-core box, 1 vs 32 clients, 2.69 vs 3.95 images/s with two lanes (2.98 vs 3.83 in a rerun), 2.83 vs
 # 3.26 with one; see bench/results/load_cpu_plate_lanes2*.md and load_cpu_plate_int8.md.
 CPU_LANES = 2
+# malloc_trim after detector calls at least this big (CPU): they free hundreds of MB; small ones are not worth it.
+TRIM_AFTER_MPX = 1.0
 
 
 class OverloadedError(Exception):
@@ -331,8 +334,12 @@ class ModelRunner:
         assert pipeline is not None
         if self.memory_gate is None:
             return pipeline.run_det(inputs)
-        with self.memory_gate.hold(sum(det_mpx(inp) for inp in inputs)):
-            return pipeline.run_det(inputs)
+        mpx = sum(det_mpx(inp) for inp in inputs)
+        with self.memory_gate.hold(mpx):
+            probs = pipeline.run_det(inputs)
+        if mpx >= TRIM_AFTER_MPX:
+            memory.trim()
+        return probs
 
     def det_mpx_for(self, height: int | None, width: int | None, det_limit: tuple[int, str] | None = None) -> float:
         """Detector megapixels an image of this size will cost (read from its header before decoding; unknown
@@ -512,6 +519,8 @@ class Engine:
                 if self.settings.warmup:
                     await asyncio.to_thread(runner.warm_up)
             on_cpu = all(runner.on_cpu for runner in self.runners)
+            if on_cpu and self.settings.malloc_tuning:
+                memory.tune_malloc()
             shared = on_cpu if self.settings.shared_executor is None else self.settings.shared_executor
             lanes = self.settings.inference_lanes or (CPU_LANES if on_cpu else 1)
             if shared:  # one pool for every session: at most `lanes` model calls compete for the cores
