@@ -35,7 +35,9 @@ def test_cpu_default_is_two_lanes_on_one_shared_pool(client):
     runner = client.app.state.engine.by_profile["generic"]
     assert runner.det.lanes == runner.rec.lanes == 2
     assert runner.det._executor is runner.rec._executor and runner.det._executor._max_workers == 2
-    assert runner.det.drain_seconds_per_item == pytest.approx(runner.det.item_seconds / 2)
+    # CPU lanes split the same cores: estimates are core-equivalent seconds, not divided by the lanes again
+    assert runner.det.meter.shares_cores and runner.det.meter is not runner.rec.meter
+    assert runner.det.drain_seconds_per_item == pytest.approx(runner.det.item_seconds)
 
 
 def test_concurrent_requests_share_det_and_rec_batches(client, doc_png):

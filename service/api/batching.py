@@ -86,6 +86,18 @@ class ServiceTime:
         self.samples += 1
 
 
+class CallMeter:
+    """Runs and times one model call on an inference thread. This plain one measures wall seconds; the engine's
+    CPU meter (service.api.engine.CpuMeter) reports core-equivalent seconds instead (``shares_cores``)."""
+
+    shares_cores = False
+
+    def run(self, call: Callable[[], R], cost: float) -> tuple[R, float]:
+        started = time.perf_counter()
+        result = call()
+        return result, time.perf_counter() - started
+
+
 @dataclass
 class _Pending(Generic[T, R]):
     payload: T
@@ -113,6 +125,7 @@ class MicroBatcher(Generic[T, R]):
         executor: Executor | None = None,
         initial_item_s: float = 0.0,
         lanes: int = 1,
+        meter: CallMeter | None = None,
     ) -> None:
         self.name = name
         self.model = model
@@ -134,6 +147,7 @@ class MicroBatcher(Generic[T, R]):
         self._owns_executor = executor is None
         self._executor = executor or ThreadPoolExecutor(max_workers=lanes, thread_name_prefix=f"ocrnet-{model}-{name}")
         self.service_time = ServiceTime(initial_item_s)
+        self.meter = meter or CallMeter()
         self._running = 0
         self.skipped = 0  # items dropped at batch formation (cancelled or past their deadline)
         self._tasks: list[asyncio.Task[None]] = []
@@ -192,9 +206,11 @@ class MicroBatcher(Generic[T, R]):
 
     @property
     def drain_seconds_per_item(self) -> float:
-        """How fast a backlog drains, per item: the lanes run side by side (each call's own time already includes
-        the slowdown from sharing the cores, so dividing by the lanes does not promise more than was measured)."""
-        return self.service_time.value / self.lanes
+        """How fast a backlog drains, per cost unit. With a meter that shares the cores, the estimate is already in
+        core-equivalent seconds (what the unit costs the whole machine, however many calls run at once). Else the
+        lanes run side by side (each call's own time includes the slowdown from sharing the device, so dividing by
+        the lanes does not promise more than was measured)."""
+        return self.service_time.value if self.meter.shares_cores else self.service_time.value / self.lanes
 
     # -- producer side
     async def submit(self, item: T) -> R:
@@ -286,7 +302,8 @@ class MicroBatcher(Generic[T, R]):
             self._running += len(batch)
             try:
                 # timed inside the executor: time spent queued behind another stage's call is not service time
-                results, seconds = await loop.run_in_executor(self._executor, self._timed_run, [b.payload for b in batch])
+                results, seconds = await loop.run_in_executor(
+                    self._executor, self._timed_run, [b.payload for b in batch], sum(b.cost for b in batch))
                 if len(results) != len(batch):
                     raise RuntimeError(f"{self.name}: {len(results)} results for a batch of {len(batch)}")
             except Exception as exc:  # one bad batch fails its own requests, not the worker
@@ -309,10 +326,8 @@ class MicroBatcher(Generic[T, R]):
         if self._metrics is not None:
             self._metrics.skipped.labels(model=self.model, stage=self.name).inc()
 
-    def _timed_run(self, payloads: list[T]) -> tuple[Sequence[R], float]:
-        started = time.perf_counter()
-        results = self._run_batch(payloads)
-        return results, time.perf_counter() - started
+    def _timed_run(self, payloads: list[T], cost: float) -> tuple[Sequence[R], float]:
+        return self.meter.run(lambda: self._run_batch(payloads), cost)
 
     def _set_depth(self, depth: int) -> None:
         if self._metrics is not None:

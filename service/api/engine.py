@@ -30,7 +30,7 @@ from typing import Callable, TypeVar
 import numpy as np
 
 from service.api import memory
-from service.api.batching import DeadlineMissedError, MicroBatcher, QueueFullError, request_deadline
+from service.api.batching import CallMeter, DeadlineMissedError, MicroBatcher, QueueFullError, request_deadline
 from service.api.config import Settings
 from service.api.errors import ApiError
 from service.api.metrics import Metrics
@@ -224,6 +224,46 @@ class MemoryGate:
                 self._cond.notify_all()
 
 
+class CpuMeter(CallMeter):
+    """Times model calls on the shared CPU lanes in core-equivalent seconds: a call's wall time divided by the
+    number of model calls running alongside it (mean of that count at its start and end). On a CPU the lanes split
+    the same cores, so two calls side by side each take about twice as long as one alone: their wall time divided
+    by the lanes is right under load but halves the lone call the warm-up measured, and calls the memory gate runs
+    alone are not divided at all. In core-equivalent seconds all three are one currency, and a backlog drains at
+    one such second per second whatever runs at once. The detector's memory gate is taken here, before timing."""
+
+    shares_cores = True
+
+    def __init__(self, gate: MemoryGate | None = None, active: list[int] | None = None,
+                 lock: threading.Lock | None = None) -> None:
+        self.gate = gate
+        self._active = active if active is not None else [0]  # shared between the det and rec meters
+        self._lock = lock or threading.Lock()
+
+    def sibling(self, gate: MemoryGate | None = None) -> CpuMeter:
+        """A meter counting the same calls in progress (another stage), with its own gate."""
+        return CpuMeter(gate, self._active, self._lock)
+
+    @property
+    def active(self) -> int:
+        return self._active[0]
+
+    def run(self, call: Callable[[], T], cost: float) -> tuple[T, float]:
+        with self.gate.hold(cost) if self.gate is not None else nullcontext():
+            with self._lock:
+                self._active[0] += 1
+                at_start = self._active[0]
+            started = time.perf_counter()
+            try:
+                result = call()
+            finally:
+                seconds = time.perf_counter() - started
+                with self._lock:
+                    at_end = self._active[0]
+                    self._active[0] -= 1
+        return result, seconds / max((at_start + at_end) / 2, 1.0)
+
+
 def det_mpx(inp: DetInput) -> float:
     """The detector's cost unit for one input: megapixels of the tensor it is run on (bucket padding included)."""
     return inp.tensor.shape[1] * inp.tensor.shape[2] / 1e6
@@ -247,7 +287,7 @@ class ModelRunner:
         self.upstream_mpx = 0.0  # their detector input megapixels
         self.crops_per_image = 8.0  # EWMA of text-line crops per image (prior: a short document)
         self.typical_mpx = 0.0  # EWMA of detector megapixels per image (seeded by the warm-up shape)
-        self.memory_gate: MemoryGate | None = None
+        self.trim_after_det = False
         self.host_pool: Executor | None = None
 
     @property
@@ -332,12 +372,8 @@ class ModelRunner:
     def _run_det(self, inputs: list[DetInput]) -> list[np.ndarray]:
         pipeline = self.pipeline
         assert pipeline is not None
-        if self.memory_gate is None:
-            return pipeline.run_det(inputs)
-        mpx = sum(det_mpx(inp) for inp in inputs)
-        with self.memory_gate.hold(mpx):
-            probs = pipeline.run_det(inputs)
-        if mpx >= TRIM_AFTER_MPX:
+        probs = pipeline.run_det(inputs)
+        if self.trim_after_det and sum(det_mpx(inp) for inp in inputs) >= TRIM_AFTER_MPX:
             memory.trim()
         return probs
 
@@ -368,25 +404,27 @@ class ModelRunner:
             items.append(RecItem(normalize_crop(crop, bucket, height), bucket))
         return items
 
-    def start(self, executor: Executor | None = None, lanes: int = 1, memory_gate: MemoryGate | None = None,
-              host_pool: Executor | None = None) -> None:
+    def start(self, executor: Executor | None = None, lanes: int = 1, meters: tuple[CallMeter, CallMeter] | None = None,
+              host_pool: Executor | None = None, trim_after_det: bool = False) -> None:
         """Start both batchers; ``executor``: inference threads shared with other stages (CPU), else each stage's
-        own; ``lanes``: model calls each stage may have in flight at once; ``memory_gate``: detector megapixels
-        in calls at once (all bundles); ``host_pool``: threads for pre/post-processing (None: asyncio's default)."""
-        self.memory_gate = memory_gate
+        own; ``lanes``: model calls each stage may have in flight at once; ``meters``: (det, rec) call meters (the
+        CPU ones count core-equivalent seconds and hold the detector memory gate); ``host_pool``: threads for
+        pre/post-processing (None: asyncio's default); ``trim_after_det``: malloc_trim after big det calls."""
         self.host_pool = host_pool
+        self.trim_after_det = trim_after_det
+        det_meter, rec_meter = meters or (CallMeter(), CallMeter())
         s = self.settings
         det_batch, rec_batch = self.batch_sizes()
         rec_delay_ms = s.max_delay_ms if s.rec_max_delay_ms is None else s.rec_max_delay_ms
         self.det = MicroBatcher(
             "det", self.name, self._run_det, bucket_of=lambda inp: inp.bucket, cost_of=det_mpx, max_batch_size=det_batch,
             max_delay_s=s.max_delay_ms / 1000, max_queue=s.max_queue, metrics=self.metrics, executor=executor,
-            initial_item_s=self.warm_det_s, lanes=lanes,
+            initial_item_s=self.warm_det_s, lanes=lanes, meter=det_meter,
         )
         self.rec = MicroBatcher(
             "rec", self.name, self._run_rec, bucket_of=lambda item: item.bucket, max_batch_size=rec_batch,
             max_delay_s=rec_delay_ms / 1000, max_queue=s.rec_max_queue, metrics=self.metrics, executor=executor,
-            initial_item_s=self.warm_rec_s, lanes=lanes,
+            initial_item_s=self.warm_rec_s, lanes=lanes, meter=rec_meter,
         )
         self.det.start()
         self.rec.start()
@@ -523,11 +561,15 @@ class Engine:
                 memory.tune_malloc()
             shared = on_cpu if self.settings.shared_executor is None else self.settings.shared_executor
             lanes = self.settings.inference_lanes or (CPU_LANES if on_cpu else 1)
+            meters = None
             if shared:  # one pool for every session: at most `lanes` model calls compete for the cores
                 self._executor = ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="ocrnet-inference")
+                if on_cpu:  # core-equivalent timing and the detector memory gate (host RAM: CPU only)
+                    rec_meter = CpuMeter()
+                    meters = (rec_meter.sibling(self.memory_gate), rec_meter)
             for runner in self.runners:
-                # the memory gate bounds host RAM: on CPU only (accelerators hold activations in device memory)
-                runner.start(self._executor, lanes, self.memory_gate if on_cpu else None, self.host_pool)
+                runner.start(self._executor, lanes, meters, self.host_pool,
+                             trim_after_det=on_cpu and self.settings.malloc_tuning)
         except Exception as exc:
             # What an operator expects: the process stays alive (liveness 200, no crash loop), /readyz says 503,
             # and the log carries one line naming the bundle and file; the traceback only at DEBUG.
