@@ -106,6 +106,11 @@ class Settings(BaseSettings):
         2, ge=1, le=64, description="Threads for the pre/post-processing around the model calls (resize, DB boxes, "
         "crops, fields); a pool of its own, apart from decoding and inference.",
     )
+    max_det_pixels: int = Field(
+        4_000_000, ge=32 * 32, description="Largest detector input (pixels, after resizing, whatever the aspect "
+        "ratio; the long side is capped at 3072 too): larger inputs are scaled down. A CPU det call peaks at ~180 MB "
+        "per megapixel, so this bounds one request's memory (service.vision.det_preprocess).",
+    )
     det_memory_mpx: float = Field(
         4.0, gt=0, description="Detector input megapixels in model calls at once, all bundles and lanes together "
         "(a CPU det call peaks at ~180 MB per megapixel); a larger single call runs alone.",

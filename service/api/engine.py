@@ -327,6 +327,7 @@ class ModelRunner:
             trt_cache_dir=s.trt_cache_dir, cpu_mem_arena=s.cpu_mem_arena, static_shapes=s.static_shapes,
         )
         self.pipeline.set_batch_limits(*self.batch_sizes())
+        self.pipeline.det_config = replace(self.pipeline.det_config, max_det_pixels=s.max_det_pixels)
         bundle = self.pipeline.bundle
         self.sha256 = {**bundle.sha256, "charset": sha256_file(bundle.charset_path)}
         log.info("loaded model %s %s from %s on %s in %.2f s", self.name, self.version, self.dir, self.providers,
