@@ -65,11 +65,14 @@ class Settings(BaseSettings):
     )
     max_queue: int = Field(64, ge=1, description="Images waiting for the detector before requests get 503.")
     rec_max_queue: int = Field(4096, ge=1, description="Text-line crops waiting for the recognizer before 503.")
-    request_timeout_s: float = Field(30.0, gt=0, description="Per-request processing deadline; past it -> 504.")
+    request_timeout_s: float = Field(
+        30.0, gt=0, description="Per-request deadline from the request's arrival (body, decoding and processing); "
+        "past it -> 504.")
     admission_control: bool = Field(
         True,
-        description="Answer 503 + Retry-After at once when the expected wait (backlog x recent per-item service "
-        "time of each stage) would exceed admission_budget x request_timeout_s, instead of a late 504.",
+        description="Answer 503 + Retry-After at once when the expected wait (the work admitted to every bundle, "
+        "priced per detector megapixel and per crop at recent model times, plus the new request's own) would exceed "
+        "admission_budget x request_timeout_s, instead of a late 504.",
     )
     admission_budget: float = Field(
         0.5, gt=0, le=1.0,

@@ -1,16 +1,19 @@
 """Model serving core: loads one OcrPipeline per model bundle, batches its stages across requests, warms it up.
 
-Per image: decode (thread) -> ``prepare_det`` (thread) -> detector batcher (shared by all requests, grouped by
-bucket shape) -> ``boxes`` + crop + rec normalisation (thread) -> recognizer batcher (crops of every image in
-flight, grouped by width bucket) -> ``assemble`` -> profile fields. Profiles map to model dirs so a finetuned
-model can serve one profile while ``model_dir`` serves the rest.
+Per image: header sizes + decode (decode pool) -> ``prepare_det`` (host pool) -> detector batcher (shared by all
+requests, grouped by bucket shape) -> ``boxes`` + crop + rec normalisation (host pool) -> recognizer batcher (crops
+of every image in flight, grouped by width bucket) -> ``assemble`` -> profile fields. Profiles map to model dirs so
+a finetuned model can serve one profile while ``model_dir`` serves the rest.
 
-Overload: before the body is read and again before decoding, :meth:`ModelRunner.expected_wait_s` estimates how long
-a new request's images would take (backlog x each stage's recent per-item model time, or images in flight x the
-measured interval between completions, whichever is larger); past ``admission_budget x request_timeout_s`` the
-request gets 503 + Retry-After at once instead of a 504 thirty seconds later. Work of requests that timed out,
-whose client left, or that cannot finish before their deadline is dropped by the batchers (see batching.py).
-On CPU one inference thread serves det and rec of every bundle, so model calls never oversubscribe the cores.
+Overload: before the body is read and again before decoding, :meth:`Engine.expected_wait_s` prices the new request
+(its images' detector megapixels from the headers x each runner's recent time per megapixel, plus expected crops x
+rec time per crop) on top of the work admitted to *every* runner, since all of them share the inference lanes; past
+``admission_budget x request_timeout_s`` the request gets 503 + Retry-After at once instead of a 504 later. On CPU,
+model calls are timed in core-equivalent seconds (:class:`CpuMeter`). The deadline starts at the request's arrival
+and covers decoding. Work of requests that timed out, whose client left, or that cannot finish before their
+deadline is dropped by the batchers (see batching.py). Memory: detector inputs are capped on every axis (see
+det_preprocess), :class:`MemoryGate` bounds the detector megapixels in calls at once, and on CPU one inference pool
+serves det and rec of every bundle, so model calls never oversubscribe the cores.
 """
 from __future__ import annotations
 
