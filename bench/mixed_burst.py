@@ -20,8 +20,8 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import git_commit, machine_description, percentile  # noqa: E402
-from soak import mixed_corpus  # noqa: E402
+from _common import git_commit, machine_description, percentile
+from soak import mixed_corpus
 
 PROFILES = ("plate", "generic", "id", "invoice")
 

@@ -151,15 +151,16 @@ def test_the_page_limit_counts_pages_of_every_file(client):
 
 
 def test_admission_counts_the_pages_that_need_the_models(client, monkeypatch):
-    runner = client.app.state.engine.by_profile["generic"]
+    engine = client.app.state.engine
     admitted: list[int] = []
-    original = runner.admitted
+    original = engine.admitted
 
-    def spy(images, budget):
-        admitted.append(images)
-        return original(images, budget)
+    def spy(runner, det_mpx, budget):
+        admitted.append(len(det_mpx))  # one price (detector megapixels) per page the models read
+        assert all(mpx > 0 for mpx in det_mpx)
+        return original(runner, det_mpx, budget)
 
-    monkeypatch.setattr(runner, "admitted", spy)
+    monkeypatch.setattr(engine, "admitted", spy)
     tiff = encode(square_doc(), "TIFF", save_all=True, append_images=[square_doc()])
     for files in ([("files", ("t.tif", tiff, "image/tiff"))], [pdf("inv.pdf", INVOICE_PDF)],
                   [pdf("mixed.pdf", MIXED_PDF), pdf("inv.pdf", INVOICE_PDF)]):

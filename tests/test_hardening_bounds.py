@@ -15,7 +15,6 @@ from collections import Counter
 
 import httpx
 import pytest
-
 from api_support import metric_value
 from hardening_support import REPO_ROOT, fast_bundle, run_server, server_env
 from hostile_inputs import MULTIPART, encode, image_part, multipart, small_doc
@@ -87,7 +86,10 @@ BURST, MAX_504_SHARE = 120, 0.05
 
 def test_mixed_profile_burst_ends_with_under_5_percent_504(shared_data_dir, tmp_path):
     sys.path.insert(0, str(REPO_ROOT / "bench"))
-    from mixed_burst import burst, summarize  # the bench script's own burst: the numbers in bench/README
+    from mixed_burst import (  # the bench script's own burst: the numbers in bench/README
+        burst,
+        summarize,
+    )
     from soak import mixed_corpus
 
     corpus = mixed_corpus(shared_data_dir, seed=0)

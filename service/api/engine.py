@@ -33,8 +33,15 @@ from typing import Callable, TypeVar
 import numpy as np
 
 from service.api import memory
-from service.api.batching import CallMeter, DeadlineMissedError, MicroBatcher, QueueFullError, request_deadline
+from service.api.batching import (
+    CallMeter,
+    DeadlineMissedError,
+    MicroBatcher,
+    QueueFullError,
+    request_deadline,
+)
 from service.api.config import Settings
+from service.api.context import current_request_id
 from service.api.errors import ApiError
 from service.api.metrics import Metrics
 from service.api.pages import Page, PageReader, document_results, line_out
@@ -45,16 +52,25 @@ from service.api.schemas import (
     OcrResponse,
     Timings,
 )
-from service.api.context import current_request_id
 from service.api.uploads import DecodedImage, UploadedFile, declared_sizes, decode_image
 from service.documents import RenderPolicy
 from service.model_bundle import MANIFEST, sha256_file
-from service.runtime import CPU
 from service.pipeline import Detections, OcrPipeline, TextLine
 from service.profiles import PROFILES, Profile
+from service.runtime import CPU
 from service.vision.ctc import Decoded
-from service.vision.det_preprocess import DetInput, bucket_shape, det_input_size, det_resize_shape
-from service.vision.rec_preprocess import RecBatch, normalize_crop, resized_width, width_bucket
+from service.vision.det_preprocess import (
+    DetInput,
+    bucket_shape,
+    det_input_size,
+    det_resize_shape,
+)
+from service.vision.rec_preprocess import (
+    RecBatch,
+    normalize_crop,
+    resized_width,
+    width_bucket,
+)
 from service.vision.static_shapes import reachable_det_shapes
 
 log = logging.getLogger("ocrnet.api.engine")

@@ -12,7 +12,12 @@ import time
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api.context import REQUEST_ID_HEADER, choose_request_id, reset_request_id, set_request_id
+from service.api.context import (
+    REQUEST_ID_HEADER,
+    choose_request_id,
+    reset_request_id,
+    set_request_id,
+)
 from service.api.metrics import Metrics
 
 log = logging.getLogger("ocrnet.api.access")

@@ -23,7 +23,14 @@ from service.api.errors import ApiError
 from service.api.schemas import DocumentResult, ImageResult, Timings
 from service.api.schemas import TextLine as TextLineOut
 from service.api.uploads import DecodedImage, UploadedFile
-from service.documents import DocumentError, PagePlan, PdfPages, RenderPolicy, is_pdf, tiff_page_count
+from service.documents import (
+    DocumentError,
+    PagePlan,
+    PdfPages,
+    RenderPolicy,
+    is_pdf,
+    tiff_page_count,
+)
 from service.profiles import Profile
 from service.profiles.base import TextLineLike
 from service.vision.crop import reading_order
