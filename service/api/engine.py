@@ -57,7 +57,7 @@ from service.documents import RenderPolicy
 from service.model_bundle import MANIFEST, sha256_file
 from service.pipeline import Detections, OcrPipeline, TextLine
 from service.profiles import PROFILES, Profile
-from service.runtime import CPU
+from service.runtime import CPU, resolve_providers
 from service.vision.ctc import Decoded
 from service.vision.det_preprocess import (
     DetInput,
@@ -571,14 +571,14 @@ class Engine:
 
     async def _load(self) -> None:
         runner: ModelRunner | None = None
+        if self.settings.malloc_tuning and resolve_providers(self.settings.providers or None) == [CPU]:
+            memory.tune_malloc()  # before the sessions exist: their threads' first allocations follow it too
         try:
             for runner in self.runners:
                 await asyncio.to_thread(runner.load)
                 if self.settings.warmup:
                     await asyncio.to_thread(runner.warm_up)
             on_cpu = all(runner.on_cpu for runner in self.runners)
-            if on_cpu and self.settings.malloc_tuning:
-                memory.tune_malloc()
             shared = on_cpu if self.settings.shared_executor is None else self.settings.shared_executor
             lanes = self.settings.inference_lanes or (CPU_LANES if on_cpu else 1)
             meters = None
