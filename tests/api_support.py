@@ -36,7 +36,7 @@ def encode(img: Image.Image, fmt: str = "PNG", **kwargs) -> bytes:
 
 
 @contextmanager
-def ready_client(timeout_s: float = 60.0, **overrides) -> Iterator[TestClient]:
+def ready_client(timeout_s: float = 300.0, **overrides) -> Iterator[TestClient]:
     """TestClient over create_app(Settings(**overrides)) once /readyz says 200 (lifespan runs load + warm-up)."""
     # generous deadline: these tests share a small, busy CPU; the 504 path is tested explicitly.
     # models_root points at an empty folder: one bundle (model_dir) serves every profile unless a test says
