@@ -50,6 +50,9 @@ class ModelManifest(BaseModel):
     rec_min_side: float = Field(
         0.0, description="boxes whose shorter side (detector work-image pixels) is below this are not recognised")
     text_score: float = Field(0.5, description="lines whose recognition confidence is below this are dropped")
+    fields_model: str | None = Field(
+        None, description="learned field extractor for this bundle's profile (e.g. the invoice word tagger written "
+                          "by `ocrnet train-fields`); None = the profile's rules")
     source: str | None = None
 
     def det_preprocess(self, buckets: tuple[int, ...] = ()) -> DetPreprocessConfig:
@@ -80,7 +83,10 @@ class ModelBundle:
         self.det_cpu_path = (self.root / self.manifest.det_cpu).resolve() if self.manifest.det_cpu else None
         self.rec_path = (self.root / self.manifest.rec).resolve()
         self.charset_path = (self.root / self.manifest.charset).resolve()
-        files = (self.det_path, self.rec_path, self.charset_path) + ((self.det_cpu_path,) if self.det_cpu_path else ())
+        self.fields_model_path = (self.root / self.manifest.fields_model).resolve() if self.manifest.fields_model \
+            else None
+        files = (self.det_path, self.rec_path, self.charset_path) + ((self.det_cpu_path,) if self.det_cpu_path else ()) \
+            + ((self.fields_model_path,) if self.fields_model_path else ())
         missing = [str(p) for p in files if not p.is_file()]
         if missing:
             raise FileNotFoundError(f"{manifest_path}: missing files {missing}")

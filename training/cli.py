@@ -20,6 +20,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "crops": ("training.data.service_crops:main",
               "cut recognizer training crops from labelled pages the way the service cuts them"),
     "finetune": ("training.finetune:main_finetune", "finetune det or rec from a YAML/JSON config (torchrun-ready)"),
+    "train-fields": ("training.fields.train:main",
+                     "train the receipt company/address word tagger on labelled pages (numpy MLP -> JSON)"),
     "evaluate": ("training.evaluation.run:main_evaluate",
                  "evaluate model dirs end to end through the service pipeline, per domain"),
     "ablation": ("training.ablation:main",

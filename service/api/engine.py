@@ -349,6 +349,8 @@ class ModelRunner:
         self.pipeline.det_config = replace(self.pipeline.det_config, max_det_pixels=s.max_det_pixels)
         bundle = self.pipeline.bundle
         self.sha256 = {**bundle.sha256, "charset": sha256_file(bundle.charset_path)}
+        if bundle.fields_model_path is not None:
+            self.sha256["fields_model"] = sha256_file(bundle.fields_model_path)
         log.info("loaded model %s %s from %s on %s in %.2f s", self.name, self.version, self.dir, self.providers,
                  time.perf_counter() - started)
 
@@ -576,6 +578,8 @@ class Engine:
         try:
             for runner in self.runners:
                 await asyncio.to_thread(runner.load)
+                for name in runner.profiles:  # learned field models named by the bundle (model.json)
+                    self.profile_impls[name] = self.profile_impls[name].for_model_dir(runner.dir)
                 if self.settings.warmup:
                     await asyncio.to_thread(runner.warm_up)
             on_cpu = all(runner.on_cpu for runner in self.runners)

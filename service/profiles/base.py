@@ -10,6 +10,7 @@ import bisect
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel
@@ -120,6 +121,11 @@ class Profile(ABC):
     @abstractmethod
     def extract(self, lines: Sequence[TextLineLike], image_size: tuple[int, int]) -> BaseModel:
         """Fields as the profile's pydantic model."""
+
+    def for_model_dir(self, root: str | Path) -> Profile:
+        """This profile with whatever the model bundle at `root` adds to it (learned field models); a profile
+        that takes nothing from its bundle returns itself. The engine and the evaluation call it per bundle."""
+        return self
 
     def extract_fields(self, lines: Sequence[TextLineLike], image_size: tuple[int, int]) -> dict[str, Any]:
         """Fields as a JSON-serialisable dict (what the service puts in its response)."""

@@ -1,6 +1,9 @@
 """Receipts and invoices: company, date, total, currency and address from OCR lines.
 
-Rule-based on purpose: receipts put the company at the top, the address right under it and the total next to a
+Company and address come from a learned word tagger (`invoice_tagger.py`, trained on real receipts by
+`ocrnet train-fields`) when the model bundle names one in model.json (`fields_model`); the rules below are the
+fallback without it, and for a field the tagger finds no word for. Date, total and currency are rules:
+receipts put the company at the top, the address right under it and the total next to a
 TOTAL-like keyword, and rules are explainable and cheap. Dates are normalised to ISO 8601 (day-first, as on
 Malaysian/European receipts; month-first only when day-first is impossible); `date_raw` keeps the text as
 printed. The total is the amount printed next to the strongest total keyword (GRAND TOTAL, AMOUNT DUE, NETT,
@@ -10,15 +13,20 @@ ROUNDED, TOTAL), never a subtotal, tax, cash or change line unless nothing else 
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import BaseModel, Field
 
 from .base import LineBox, Profile, TextLineLike, group_rows, line_boxes
+
+if TYPE_CHECKING:
+    from .invoice_tagger import FieldTagger
 
 __all__ = ["InvoiceFields", "InvoiceProfile", "find_date", "find_total", "parse_amount", "parse_date"]
 
@@ -265,11 +273,34 @@ class InvoiceProfile(Profile):
     description: ClassVar[str] = "Receipts and invoices: company, date, total, currency, address"
     fields_model: ClassVar[type[BaseModel]] = InvoiceFields
 
+    def __init__(self, tagger: FieldTagger | None = None) -> None:
+        self.tagger = tagger
+
+    def for_model_dir(self, root: str | Path) -> InvoiceProfile:
+        """This profile with the bundle's learned field tagger (model.json `fields_model`); rules without one.
+
+        Raises ValueError when model.json names a tagger file that is missing or unreadable."""
+        from .invoice_tagger import FieldTagger
+
+        manifest = Path(root) / "model.json"
+        if not manifest.is_file():
+            return self
+        name = json.loads(manifest.read_text(encoding="utf-8")).get("fields_model")
+        if not name:
+            return self
+        return InvoiceProfile(FieldTagger.load(Path(root) / name))
+
     def extract(self, lines: Sequence[TextLineLike], image_size: tuple[int, int]) -> InvoiceFields:
         boxes = line_boxes(lines)
         rows = group_rows(boxes)
         texts = [b.text for b in boxes]
-        company, company_row = _company(rows)
+        learned = self.tagger.tag(boxes) if self.tagger is not None else {}
+        company, address = learned.get("company"), learned.get("address")
+        if company is None or address is None:  # rules for what the tagger did not find (or without a tagger)
+            rule_company, company_row = _company(rows)
+            company = company if company is not None else rule_company
+            if address is None and company_row >= 0:
+                address = _address(rows, company_row)
         date = find_date(texts)
         total = find_total(boxes)
         return InvoiceFields(
@@ -278,5 +309,5 @@ class InvoiceProfile(Profile):
             date_raw=date[1] if date else None,
             total=f"{total:.2f}" if total is not None else None,
             currency=_currency(texts),
-            address=_address(rows, company_row) if company_row >= 0 else None,
+            address=address,
         )

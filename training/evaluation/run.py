@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 from PIL import Image, ImageOps
 
-from service.profiles import get_profile
+from service.profiles import Profile, get_profile
 from service.profiles.base import TextLineLike, line_boxes
 from service.profiles.invoice import parse_amount, parse_date
 from service.profiles.mrz import normalise_mrz_text
@@ -105,9 +105,8 @@ def _image(path: Path) -> tuple[bytes, tuple[int, int]]:
 
 # ----------------------------------------------------------------------------------------------- plates
 
-def _score_plates(records: list[LabelRecord], preds: list[list[TextLineLike]], sizes: list[tuple[int, int]]
-                  ) -> tuple[dict[str, float | None], dict[str, int], list[dict]]:
-    profile = get_profile("plate")
+def _score_plates(records: list[LabelRecord], preds: list[list[TextLineLike]], sizes: list[tuple[int, int]],
+                  profile: Profile) -> tuple[dict[str, float | None], dict[str, int], list[dict]]:
     exact = exact_o0 = in_lines = det_hits = n_boxes = changed = changed_fitting = 0
     rec = RecCounts()
     regions: dict[str, list[int]] = {}
@@ -162,9 +161,8 @@ def _field_equal(kind: str, got: str | None, label: str) -> bool:
     return normalise_text(got) == normalise_text(label)
 
 
-def _score_receipts(records: list[LabelRecord], preds: list[list[TextLineLike]], sizes: list[tuple[int, int]]
-                    ) -> tuple[dict[str, float | None], dict[str, int], list[dict]]:
-    profile = get_profile("invoice")
+def _score_receipts(records: list[LabelRecord], preds: list[list[TextLineLike]], sizes: list[tuple[int, int]],
+                    profile: Profile) -> tuple[dict[str, float | None], dict[str, int], list[dict]]:
     det, e2e, rec = PRCounts(), PRCounts(), RecCounts()
     field_hits: dict[str, list[int]] = {k: [] for k in ("company", "company_loose", "date", "date_iso",
                                                          "address", "address_loose", "total")}
@@ -218,9 +216,8 @@ def _yymmdd(iso: str | None) -> str:
     return f"{iso[2:4]}{iso[5:7]}{iso[8:10]}" if iso else ""
 
 
-def _score_ids(records: list[LabelRecord], preds: list[list[TextLineLike]], sizes: list[tuple[int, int]]
-               ) -> tuple[dict[str, float | None], dict[str, int], list[dict]]:
-    profile = get_profile("id")
+def _score_ids(records: list[LabelRecord], preds: list[list[TextLineLike]], sizes: list[tuple[int, int]],
+               profile: Profile) -> tuple[dict[str, float | None], dict[str, int], list[dict]]:
     found = exact = valid = valid_wrong = 0
     parsed_rec, raw_rec = RecCounts(), RecCounts()
     field_hits: dict[str, list[int]] = {k: [] for k in ("document_number", "birth_date", "expiry_date",
@@ -326,17 +323,32 @@ def evaluate_dataset(pipeline_or_model_dir: Reader | str | Path, data_dir: str |
         preds.extend(chunk_preds)
         sizes.extend(size for _, size in loaded)
     seconds = time.perf_counter() - t0
-    report = score_predictions(domain, records, preds, sizes)
+    bundle = getattr(pipeline, "bundle", None)
+    report = score_predictions(domain, records, preds, sizes, getattr(bundle, "root", None))
     report.counts["second_looks"] = second_looks
     report.metrics["seconds_per_image"] = seconds / len(records) if records else None
     report.model = _model_name(pipeline_or_model_dir)
     return report
 
 
+def domain_profile(domain: str, model_dir: str | Path | None = None) -> Profile:
+    """The profile a domain is read with, with what the model dir's bundle adds (e.g. a learned field model)."""
+    profile = get_profile(DOMAIN_PROFILES[domain])
+    if model_dir is None:
+        return profile
+    if not (Path(model_dir) / "model.json").is_file():
+        log.warning("%s has no model.json here: %s fields scored with the profile alone", model_dir, domain)
+        return profile
+    return profile.for_model_dir(model_dir)
+
+
 def score_predictions(domain: str, records: Sequence[LabelRecord], preds: Sequence[Sequence[TextLineLike]],
-                      sizes: Sequence[tuple[int, int]]) -> DomainReport:
-    """Score OCR lines already read (e.g. saved with --json) against the labels, without running a model."""
-    metrics, counts, per_image = _SCORERS[domain](list(records), list(preds), list(sizes))
+                      sizes: Sequence[tuple[int, int]], model_dir: str | Path | None = None) -> DomainReport:
+    """Score OCR lines already read (e.g. saved with --json) against the labels, without running a model.
+
+    ``model_dir``: the bundle that read them; its profile additions (model.json `fields_model`) are applied."""
+    metrics, counts, per_image = _SCORERS[domain](list(records), list(preds), list(sizes),
+                                                  domain_profile(domain, model_dir))
     for item, lines, size in zip(per_image, preds, sizes):
         item["image_size"] = list(size)
         item["pred_lines"] = [{"text": ln.text, "confidence": round(float(ln.confidence), 4),
@@ -360,10 +372,12 @@ class SavedLine:
     char_evidence: tuple[CharEvidence, ...] = ()  # likewise
 
 
-def rescore_saved(path: str | Path, data_dir: str | Path) -> dict[str, list[DomainReport]]:
+def rescore_saved(path: str | Path, data_dir: str | Path, bundle: str | Path | None = None
+                  ) -> dict[str, list[DomainReport]]:
     """Re-score the predictions saved by `--json` with the current profiles and metrics (no model run).
 
     Profile changes can be measured in seconds this way; `seconds_per_image` is carried over from the run.
+    ``bundle``: the model dir whose profile additions (model.json `fields_model`) apply; default the one recorded.
     """
     saved = json.loads(Path(path).read_text(encoding="utf-8"))
     out: dict[str, list[DomainReport]] = {}
@@ -378,7 +392,7 @@ def rescore_saved(path: str | Path, data_dir: str | Path) -> dict[str, list[Doma
                                       for alts, start, end in x.get("chars", ())))
                       for x in it["pred_lines"]] for it in items]
             report = score_predictions(domain, [by_name[it["image"]] for it in items], preds,
-                                       [tuple(it["image_size"]) for it in items])
+                                       [tuple(it["image_size"]) for it in items], bundle or model)
             report.metrics["seconds_per_image"] = rep["metrics"].get("seconds_per_image")
             report.model = model
             out.setdefault(model, []).append(report)
@@ -400,9 +414,11 @@ def main_evaluate(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--providers", help="comma-separated onnxruntime providers (default: best available)")
     ap.add_argument("--threads", type=int, help="onnxruntime intra-op threads")
     ap.add_argument("--replay", help="re-score the predictions of an earlier --json file instead of running models")
+    ap.add_argument("--bundle", help="with --replay: score with this model dir's profile additions (model.json "
+                                     "fields_model) instead of those of the model dir recorded in the file")
     args = ap.parse_args(list(argv) if argv is not None else None)
     if args.replay:
-        by_model = rescore_saved(args.replay, args.data)
+        by_model = rescore_saved(args.replay, args.data, args.bundle)
         return _emit(by_model, args.out, args.json_out)
 
     model_dirs = [m for arg in (args.model_dir or ["models/base"]) for m in arg.split(",") if m]
