@@ -158,9 +158,7 @@ def noisy_copy(page: Page, rng: random.Random, p_merge: float = 0.15, p_split: f
     boxes, per_line = [], []
     for i, (b, words, labels) in enumerate(out):
         words = _noisy_text(words, rng, p_char)
-        j = lambda: rng.gauss(0.0, jitter * b.height)  # noqa: E731
-        x0, x1 = b.x0 + j(), b.x1 + j()
-        y0, y1 = b.y0 + j(), b.y1 + j()
+        x0, x1, y0, y1 = (v + rng.gauss(0.0, jitter * b.height) for v in (b.x0, b.x1, b.y0, b.y1))
         boxes.append(LineBox(" ".join(words), 1.0, min(x0, x1 - 1), min(y0, y1 - 1), max(x1, x0 + 1),
                              max(y1, y0 + 1), i))
         per_line.append(labels)

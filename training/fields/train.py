@@ -51,7 +51,7 @@ def split_pages(pages: Sequence[Page], holdout: float, seed: int) -> tuple[list[
     """(train, held-out) by receipt, seeded."""
     order = sorted(pages, key=lambda p: p.name)
     random.Random(seed).shuffle(order)
-    n_out = int(round(holdout * len(order)))
+    n_out = round(holdout * len(order))
     return order[n_out:], order[:n_out]
 
 
@@ -196,8 +196,8 @@ def report(held_out: Sequence[Page], tagger: FieldTagger, seed: int) -> str:
     rng = random.Random(seed + 1)
     noisy = [noisy_copy(p, rng) for p in held_out]
     rules, learned = InvoiceProfile(), InvoiceProfile(tagger)
-    rows = ["| held-out TRAIN pages | picker | company | company loose | company words | address | address loose "
-            "| address words |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    rows = [("| held-out TRAIN pages | picker | company | company loose | company words | address | address loose "
+             "| address words |"), "|---|---|---:|---:|---:|---:|---:|---:|"]
     for name, pages in (("clean transcripts", held_out), ("noisy copies", noisy)):
         for label, profile in (("rules", rules), ("learned", learned)):
             s = field_scores(pages, profile)
