@@ -1,7 +1,8 @@
 """``ocrnet`` command line: one entry point, one subcommand per job (fast-plate-ocr style).
 
 Subcommands that belong to a sub-package take the rest of the command line and parse it themselves,
-so each keeps its own ``--help``.
+so each keeps its own ``--help``. Nothing heavy is imported until a subcommand runs, and a subcommand
+whose optional dependencies are not installed says which extra to install instead of a traceback.
 """
 from __future__ import annotations
 
@@ -30,23 +31,75 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "quantize": ("training.quantize:main", "int8 copy of a detector for CPU serving, calibrated on synthetic pages"),
 }
 
+# Top-level module of an optional dependency -> the pyproject extra that installs it.
+EXTRA_OF_MODULE: dict[str, str] = {
+    "torch": "train", "onnx": "train", "onnxscript": "train", "onnx_ir": "train", "tqdm": "train",
+    "rapidfuzz": "train", "yaml": "train",
+    "onnxruntime": "serve", "fastapi": "serve", "pydantic": "serve", "pydantic_settings": "serve",
+    "rapidocr": "bench", "matplotlib": "bench",
+}
+EXIT_MISSING_EXTRA = 3
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Every subcommand's help: defaults shown on each option, descriptions (examples) kept as written.
+
+    An option without a value by default (None, []) says in its help what happens when it is not given.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default == []:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def version() -> str:
+    from service import __version__
+
+    return __version__
+
 
 def _resolve(target: str) -> Callable[[Sequence[str]], int | None]:
     module_name, func_name = target.split(":")
     return getattr(importlib.import_module(module_name), func_name)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="ocrnet", description="OCRNet training, evaluation and export")
+def missing_extra_message(command: str, error: ModuleNotFoundError) -> str | None:
+    """'ocrnet evaluate needs ... pip install -e ".[train]"' when `error` is an optional dependency, else None."""
+    top = (error.name or "").split(".")[0]
+    extra = EXTRA_OF_MODULE.get(top)
+    if extra is None:
+        return None
+    return (f"ocrnet {command}: the Python module '{top}' is missing; it comes with the '{extra}' extra:\n"
+            f"    pip install -e '.[{extra}]'      (or `make install-all`, which installs every extra)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ocrnet", description="OCRNet training, evaluation and export. `ocrnet COMMAND --help` for a command's "
+        "options. Training commands need the 'train' extra (`pip install -e '.[train]'`).",
+        formatter_class=HelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-V", "--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (_, help_text) in SUBCOMMANDS.items():
         sub.add_parser(name, help=help_text, add_help=False)
-    args, rest = parser.parse_known_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args, rest = build_parser().parse_known_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    code = _resolve(SUBCOMMANDS[args.command][0])(rest)
+    try:
+        code = _resolve(SUBCOMMANDS[args.command][0])(rest)
+    except ModuleNotFoundError as e:
+        message = missing_extra_message(args.command, e)
+        if message is None:
+            raise
+        print(message, file=sys.stderr)
+        return EXIT_MISSING_EXTRA
     return int(code or 0)
 
 

@@ -15,12 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
-from training.export import onnx_max_abs_diff, store_weights_fp16, store_weights_int8
-from training.model_dir import ModelCard, write_manifest
-
 
 def _place_onnx(src: Path, dst: Path, weights: str) -> float:
     """Copy (or fp16-/int8-store) one ONNX file; returns max |dst - src| on a probe input (0 for a copy)."""
+    from training.export import (
+        onnx_max_abs_diff,
+        store_weights_fp16,
+        store_weights_int8,
+    )
+
     if weights == "fp32":
         shutil.copyfile(src, dst)
         return 0.0
@@ -65,13 +68,15 @@ def _data_summary(config: dict) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="ocrnet export", description=__doc__)
+    from training.cli import HelpFormatter
+
+    ap = argparse.ArgumentParser(prog="ocrnet export", description=__doc__, formatter_class=HelpFormatter)
     ap.add_argument("--run", type=Path, required=True, help="finetune output_dir (holds export/ and config.json)")
     ap.add_argument("--out", type=Path, required=True, help="model dir to write, e.g. models/domains")
-    ap.add_argument("--checkpoint", type=Path, help="export this checkpoint of the run first (default: use the "
+    ap.add_argument("--checkpoint", type=Path, help="export this checkpoint of the run first (unset: use the "
                     "run's own export/, written when the run finished)")
-    ap.add_argument("--name", help="model name (default: the run's config name)")
-    ap.add_argument("--version", default="1")
+    ap.add_argument("--name", help="model name (unset: the run's config name)")
+    ap.add_argument("--version", default="1", help="model version written to model.json")
     ap.add_argument("--det", default="../base/det.onnx", help="detector path relative to --out when the run is rec")
     ap.add_argument("--rec", default="../base/rec.onnx", help="recognizer path relative to --out when the run is det")
     ap.add_argument("--charset", default="../base/charset.json", help="charset when the run is det")
@@ -80,10 +85,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="store weights as fp16 (half size, fp32 compute)")
     stored.add_argument("--int8-weights", action="store_const", dest="weights", const="int8",
                         help="store Conv/MatMul weights as per-channel int8 (quarter size, fp32 compute)")
-    ap.add_argument("--metrics-md", type=Path, help="markdown with the evaluation to put in the card")
+    ap.add_argument("--metrics-md", type=Path, help="markdown with the evaluation to put in the card (unset: none)")
     ap.add_argument("--fact", action="append", default=[], metavar="KEY=VALUE", help="extra card facts")
     ap.add_argument("--command", default="", help="the commands that produced the run, for the card")
     args = ap.parse_args(list(argv) if argv is not None else None)
+    from training.model_dir import ModelCard, write_manifest
 
     config = json.loads((args.run / "config.json").read_text(encoding="utf-8"))
     task, name = config["task"], args.name or config["name"]

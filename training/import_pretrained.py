@@ -11,15 +11,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from training.export import export_det, export_rec, onnx_max_abs_diff
-from training.model_dir import ModelCard, write_charset, write_manifest
-from training.models.det import OCRNetDet, det_from_onnx
-from training.models.rec import OCRNetRec, RecProbs, rec_from_onnx
-from training.pretrained import RAPIDOCR_VERSION, PretrainedFiles, locate_pretrained
+if TYPE_CHECKING:  # torch, onnx and onnxruntime load when the command runs, not for --help
+    from training.models.det import OCRNetDet
+    from training.models.rec import OCRNetRec
+    from training.pretrained import PretrainedFiles
 
 log = logging.getLogger(__name__)
 COMMAND = "python -m training import-pretrained --checkpoint checkpoints/pretrained.pt --export models/base"
@@ -34,6 +33,10 @@ class Pretrained:
 
 
 def load_pretrained(files: PretrainedFiles | None = None) -> Pretrained:
+    from training.models.det import det_from_onnx
+    from training.models.rec import rec_from_onnx
+    from training.pretrained import locate_pretrained
+
     files = files or locate_pretrained()
     det = det_from_onnx(files.det).eval()
     rec, characters = rec_from_onnx(files.rec)
@@ -41,6 +44,10 @@ def load_pretrained(files: PretrainedFiles | None = None) -> Pretrained:
 
 
 def save_checkpoint(pre: Pretrained, path: Path) -> Path:
+    import torch
+
+    from training.pretrained import RAPIDOCR_VERSION
+
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"det": pre.det.state_dict(), "rec": pre.rec.state_dict(), "characters": pre.characters,
                 "source": {"rapidocr": RAPIDOCR_VERSION, "sha256": pre.files.sha256}}, path)
@@ -58,6 +65,11 @@ def _parity_inputs(seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
 
 def export_base(pre: Pretrained, out_dir: Path) -> dict[str, float]:
     """Export det/rec to ``out_dir`` and return the parity numbers."""
+    from training.export import export_det, export_rec, onnx_max_abs_diff
+    from training.model_dir import ModelCard, write_charset, write_manifest
+    from training.models.rec import RecProbs
+    from training.pretrained import RAPIDOCR_VERSION
+
     out_dir.mkdir(parents=True, exist_ok=True)
     meta = {"source": f"PP-OCRv6 small via rapidocr=={RAPIDOCR_VERSION}", "exporter": "ocrnet import-pretrained"}
     t0 = time.perf_counter()
@@ -108,11 +120,14 @@ def export_base(pre: Pretrained, out_dir: Path) -> dict[str, float]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ocrnet import-pretrained", description=__doc__)
+    from training.cli import HelpFormatter
+
+    parser = argparse.ArgumentParser(prog="ocrnet import-pretrained", description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--checkpoint", type=Path, default=Path("checkpoints/pretrained.pt"),
                         help="where to save the PyTorch checkpoint (det + rec + characters)")
     parser.add_argument("--export", type=Path, default=None, metavar="MODEL_DIR",
-                        help="also export ONNX + charset + model card to this model dir (e.g. models/base)")
+                        help="also export ONNX + charset + model card to this model dir (e.g. models/base); "
+                        "unset: checkpoint only")
     args = parser.parse_args(argv)
     pre = load_pretrained()
     log.info("saved %s", save_checkpoint(pre, args.checkpoint))

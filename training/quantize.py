@@ -17,23 +17,14 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnx
-import onnxruntime as ort
-from onnxruntime.quantization import (
-    CalibrationDataReader,
-    CalibrationMethod,
-    QuantFormat,
-    QuantType,
-    quantize_static,
-)
-from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from service.model_bundle import ModelBundle, sha256_file
-from service.vision.det_preprocess import DetPreprocessConfig, prepare_det_input
-from service.vision.images import to_bgr_array
-from training.data.synth.registry import DOMAINS, SyntheticSamples
+from training.data.synth import DOMAINS
+
+if TYPE_CHECKING:  # onnx, onnxruntime and the generators load when the command runs, not for --help
+    from service.vision.det_preprocess import DetPreprocessConfig
 
 QUANTIZED_OPS = ("Conv",)
 DB_THRESH = 0.3
@@ -44,25 +35,34 @@ DOMAIN_BUNDLES = {"plates": "plate", "receipts": "invoice", "ids": "id"}
 
 
 def domain_det_configs(models_root: Path, domains: Sequence[str]) -> dict[str, DetPreprocessConfig]:
+    from service.model_bundle import ModelBundle
+
     return {d: ModelBundle(models_root / DOMAIN_BUNDLES[d]).manifest.det_preprocess() for d in domains}
 
 
 def synthetic_det_inputs(domains: Sequence[str], n: int, seed: int,
                          configs: dict[str, DetPreprocessConfig] | None = None) -> Iterator[np.ndarray]:
     """(1,3,H,W) detector tensors of ``n`` synthetic pages per domain, preprocessed as the service does."""
+    from service.vision.det_preprocess import DetPreprocessConfig, prepare_det_input
+    from service.vision.images import to_bgr_array
+    from training.data.synth.registry import SyntheticSamples
+
     for domain in domains:
         config = (configs or {}).get(domain) or DetPreprocessConfig(buckets=())
         for sample in SyntheticSamples(domain, "pages", n, seed=seed):
             yield prepare_det_input(to_bgr_array(sample.image), config).tensor[None]
 
 
-class _Inputs(CalibrationDataReader):
-    def __init__(self, name: str, arrays: Iterator[np.ndarray]) -> None:
-        self.name, self.arrays = name, arrays
+def _calibration_reader(name: str, arrays: Iterator[np.ndarray]):
+    """onnxruntime's CalibrationDataReader over ``arrays`` fed to input ``name``."""
+    from onnxruntime.quantization import CalibrationDataReader
 
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        array = next(self.arrays, None)
-        return None if array is None else {self.name: array}
+    class _Inputs(CalibrationDataReader):
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            array = next(arrays, None)
+            return None if array is None else {name: array}
+
+    return _Inputs()
 
 
 @contextlib.contextmanager
@@ -86,6 +86,18 @@ CALIBRATION_METHODS = ("minmax", "average")
 def quantize_detector(src: str | Path, out: str | Path, calibration: Iterator[np.ndarray],
                       metadata: dict[str, str] | None = None, method: str = "minmax") -> Path:
     """Static int8 quantization of ``src``'s Conv nodes, calibrated on ``calibration`` tensors by ``method``."""
+    import onnx
+    import onnxruntime as ort
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from service.model_bundle import sha256_file
+
     src, out = Path(src), Path(out)
     input_name = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]).get_inputs()[0].name
     # onnxruntime's quantizer logs every per-channel scale tweak on the root logger at INFO, and divides by a zero
@@ -93,7 +105,7 @@ def quantize_detector(src: str | Path, out: str | Path, calibration: Iterator[np
     with tempfile.TemporaryDirectory() as tmp, _quiet_quantizer():
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
-        quantize_static(str(prepared), str(out), _Inputs(input_name, calibration), quant_format=QuantFormat.QDQ,
+        quantize_static(str(prepared), str(out), _calibration_reader(input_name, calibration), quant_format=QuantFormat.QDQ,
                         per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.MinMax,
                         extra_options={"CalibMovingAverage": method == "average"}, op_types_to_quantize=list(QUANTIZED_OPS))
@@ -126,6 +138,8 @@ class QuantizationCheck:
 
 
 def compare_detectors(float_path: str | Path, int8_path: str | Path, inputs: Iterator[np.ndarray]) -> QuantizationCheck:
+    import onnxruntime as ort
+
     sessions = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (float_path, int8_path)]
     name = sessions[0].get_inputs()[0].name
     n = 0
@@ -147,19 +161,20 @@ def compare_detectors(float_path: str | Path, int8_path: str | Path, inputs: Ite
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ocrnet quantize", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    from training.cli import HelpFormatter
+
+    p = argparse.ArgumentParser(prog="ocrnet quantize", description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--model", type=Path, default=Path("models/base/det.onnx"), help="float detector ONNX")
-    p.add_argument("--out", type=Path, default=Path("models/base/det_int8.onnx"))
+    p.add_argument("--out", type=Path, default=Path("models/base/det_int8.onnx"), help="int8 detector ONNX to write")
     p.add_argument("--domains", default=",".join(DOMAINS), help="synthetic page generators to calibrate on")
     p.add_argument("--n", type=int, default=16, help="calibration pages per domain")
-    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--seed", type=int, default=7, help="seed of the calibration pages")
     p.add_argument("--method", choices=CALIBRATION_METHODS, default="minmax",
                    help="how activation ranges are taken from the calibration pages")
     p.add_argument("--models-root", type=Path, default=Path("models"),
                    help="size each domain's pages like its bundle here does (plates: models/plate, ...)")
     p.add_argument("--check-n", type=int, default=8, help="held-out pages per domain for the check (0: skip)")
-    p.add_argument("--check-seed", type=int, default=1007)
+    p.add_argument("--check-seed", type=int, default=1007, help="seed of the held-out check pages")
     return p
 
 

@@ -65,11 +65,12 @@ def run_point(cfg: FinetuneConfig) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="ocrnet sweep", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    from training.cli import HelpFormatter
+
+    ap = argparse.ArgumentParser(prog="ocrnet sweep", description=__doc__, formatter_class=HelpFormatter)
     ap.add_argument("--config", type=Path, required=True, help="base finetune config (YAML/JSON)")
     ap.add_argument("--grid", action="append", default=[], metavar="PATH=V1,V2", help="one grid axis (repeatable)")
-    ap.add_argument("--max-steps", type=int, help="steps per point (short runs rank settings cheaply)")
+    ap.add_argument("--max-steps", type=int, help="steps per point (short runs rank settings cheaply); unset: the config's")
     ap.add_argument("--out", type=Path, default=Path("runs/sweep"), help="root folder of the runs")
     args = ap.parse_args(list(argv) if argv is not None else None)
     base = load_config(args.config)

@@ -1,10 +1,10 @@
 """Evaluate a model dir end to end, per domain, through the service's own pipeline and profiles.
 
-    ocrnet evaluate --model-dir models/base --data ../shared/data --domains plates,receipts,ids --out report.md \
+    ocrnet evaluate --model-dir models/base --data ../shared/data --domains plates,receipts,ids --out report.md \\
         --json base.json
     ocrnet evaluate --replay base.json --out report.md    # re-score saved predictions after a profile change
 
-Data: `<data>/<domain>/labels.jsonl` + images (format in ../shared/data/README.md). How each field is compared
+Data: `<data>/<domain>/labels.jsonl` + images (format: docs/labels.md). How each field is compared
 with the labels (the labels keep the document's own formats):
 - plates: upper-case alphanumerics only (labels have no separators), plus an O==0 folded score.
 - receipts: text case-insensitive with spaces collapsed; `date` compared as printed (our `date_raw` vs the
@@ -21,6 +21,7 @@ import inspect
 import itertools
 import json
 import logging
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -401,18 +402,19 @@ def rescore_saved(path: str | Path, data_dir: str | Path, bundle: str | Path | N
 
 def main_evaluate(argv: Sequence[str] | None = None) -> int:
     """CLI: evaluate one or more model dirs on the domains; prints markdown, optionally writes it."""
-    ap = argparse.ArgumentParser(prog="ocrnet evaluate", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    from training.cli import HelpFormatter
+
+    ap = argparse.ArgumentParser(prog="ocrnet evaluate", description=__doc__, formatter_class=HelpFormatter)
     ap.add_argument("--model-dir", action="append", default=None,
-                    help="model dir (repeat or comma-separate to compare models side by side); default models/base")
+                    help="model dir (repeat or comma-separate to compare models side by side); unset: models/base")
     ap.add_argument("--data", default=str(DEFAULT_DATA), help="folder with <domain>/labels.jsonl")
-    ap.add_argument("--domains", default="plates,receipts,ids")
+    ap.add_argument("--domains", default="plates,receipts,ids", help="comma-separated domains to evaluate")
     ap.add_argument("--out", help="write the markdown report here")
     ap.add_argument("--json", dest="json_out", help="write the reports (with per-image details) as JSON here")
-    ap.add_argument("--limit", type=int, help="first N images per domain (quick checks)")
-    ap.add_argument("--batch-size", type=int, default=4)
-    ap.add_argument("--providers", help="comma-separated onnxruntime providers (default: best available)")
-    ap.add_argument("--threads", type=int, help="onnxruntime intra-op threads")
+    ap.add_argument("--limit", type=int, help="first N images per domain (quick checks); unset: all")
+    ap.add_argument("--batch-size", type=int, default=4, help="images per pipeline call")
+    ap.add_argument("--providers", help="comma-separated onnxruntime providers; unset: best available")
+    ap.add_argument("--threads", type=int, help="onnxruntime intra-op threads; unset: onnxruntime's default")
     ap.add_argument("--replay", help="re-score the predictions of an earlier --json file instead of running models")
     ap.add_argument("--bundle", help="with --replay: score with this model dir's profile additions (model.json "
                                      "fields_model) instead of those of the model dir recorded in the file")
@@ -423,6 +425,13 @@ def main_evaluate(argv: Sequence[str] | None = None) -> int:
 
     model_dirs = [m for arg in (args.model_dir or ["models/base"]) for m in arg.split(",") if m]
     domains = [d.strip() for d in args.domains.split(",") if d.strip()]
+    found = [d for d in domains if (domain_dir(args.data, d) / "labels.jsonl").is_file()]
+    if not found:
+        print(f"ocrnet evaluate: no labelled data for {', '.join(domains)} under {args.data!r} (looked for "
+              f"<domain>/labels.jsonl). Pass --data FOLDER (format: docs/labels.md); `--data examples` "
+              f"evaluates on the small samples shipped in the repository.",
+              file=sys.stderr)
+        return 2
     providers = args.providers.split(",") if args.providers else None
     by_model: dict[str, list[DomainReport]] = {}
     for model_dir in model_dirs:

@@ -7,6 +7,10 @@ from training.finetune.config import FinetuneConfig, load_config
 
 
 def main_finetune(argv=None) -> int:
+    from training.finetune.cli_args import build_parser, prepare_config
+
+    # Options, --help and missing data are answered here, before torch loads.
+    prepare_config(build_parser().parse_args(list(argv) if argv is not None else None))
     from training.finetune.runner import (
         main_finetune as _main,  # torch and the data stack load here
     )

@@ -3,7 +3,6 @@ then train and export. ``main_finetune`` is the ``ocrnet finetune`` entry point 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import time
@@ -15,7 +14,8 @@ import torch
 from training.data.loaders import CropRecord, ImageRecord, load_records
 from training.data.splits import split_records
 from training.data.synth.registry import DOMAINS, SyntheticSamples
-from training.finetune.config import DataSource, FinetuneConfig, load_config
+from training.finetune.cli_args import build_parser, prepare_config
+from training.finetune.config import DataSource, FinetuneConfig
 from training.finetune.distributed import DistInfo, barrier, cleanup, init_distributed
 from training.finetune.tasks import DetTask, RecTask
 from training.finetune.trainer import Trainer, seed_everything
@@ -235,18 +235,8 @@ def write_summary(trainer: Trainer, setup_seconds: float, fit_seconds: float, st
 
 def main_finetune(argv: Sequence[str] | None = None) -> int:
     """``ocrnet finetune --config cfg.yaml [--resume ckpt]``; run under ``torchrun`` for DDP."""
-    ap = argparse.ArgumentParser(prog="ocrnet finetune", description=__doc__)
-    ap.add_argument("--config", required=True, type=Path, help="YAML or JSON FinetuneConfig")
-    ap.add_argument("--resume", type=Path, help="a last.pt written by an earlier run of this config")
-    ap.add_argument("--output-dir", type=Path, help="override output_dir")
-    ap.add_argument("--max-steps", type=int, help="override max_steps")
-    ap.add_argument("--no-export", action="store_true", help="skip the final ONNX export")
-    args = ap.parse_args(list(argv) if argv is not None else None)
-    cfg = load_config(args.config)
-    updates = {k: v for k, v in {"output_dir": args.output_dir, "max_steps": args.max_steps}.items() if v}
-    if args.no_export:
-        updates["export"] = False
-    cfg = cfg.model_copy(update=updates)
+    args = build_parser().parse_args(list(argv) if argv is not None else None)
+    cfg = prepare_config(args)  # file + --set/--val-synthetic overrides; stops here when data is missing
     info = init_distributed()
     try:
         started = time.perf_counter()

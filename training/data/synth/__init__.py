@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+DOMAINS = ("plates", "receipts", "ids")
+KINDS = ("lines", "pages")
+
 
 def main_synth(argv: Sequence[str] | None = None) -> int:
     """`ocrnet synth ...` (imported lazily so `python -m training.data.synth.cli` runs cleanly)."""
@@ -14,7 +17,7 @@ def main_synth(argv: Sequence[str] | None = None) -> int:
 
 def __getattr__(name: str):
     """``SyntheticSamples`` / ``generate`` without importing every generator at package import."""
-    if name in ("SyntheticSamples", "generate", "GENERATORS", "DOMAINS", "KINDS"):
+    if name in ("SyntheticSamples", "generate", "GENERATORS"):
         from training.data.synth import registry
 
         return getattr(registry, name)

@@ -11,13 +11,17 @@ import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from training.data.samples import DetSample, RecSample
-from training.data.synth.common import check_fonts
-from training.data.synth.registry import DOMAINS, KINDS, generate
+from training.data.synth import DOMAINS, KINDS
+
+if TYPE_CHECKING:  # the generators (fonts, numpy, Pillow) load when samples are written, not for --help
+    from training.data.samples import DetSample, RecSample
 
 
 def to_record(sample: RecSample | DetSample, image_name: str, domain: str) -> dict:
+    from training.data.samples import RecSample
+
     if isinstance(sample, RecSample):
         w, h = sample.image.size
         return {"image": image_name, "lines": [{"text": sample.text, "box": [0, 0, w, h]}],
@@ -34,6 +38,9 @@ def write_dataset(domain: str, kind: str, n: int, seed: int, out: Path, start: i
     Idempotent: samples whose image is already listed in labels.jsonl are skipped, so re-running a
     command (or an interrupted run) never duplicates records. Returns (jsonl path, samples written).
     """
+    from training.data.synth.common import check_fonts
+    from training.data.synth.registry import generate
+
     check_fonts()
     out.mkdir(parents=True, exist_ok=True)
     labels = out / "labels.jsonl"
@@ -59,14 +66,16 @@ def write_dataset(domain: str, kind: str, n: int, seed: int, out: Path, start: i
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    p = parser or argparse.ArgumentParser(prog="ocrnet synth", description=__doc__)
-    p.add_argument("--domain", choices=DOMAINS, required=True)
+    from training.cli import HelpFormatter
+
+    p = parser or argparse.ArgumentParser(prog="ocrnet synth", description=__doc__, formatter_class=HelpFormatter)
+    p.add_argument("--domain", choices=DOMAINS, required=True, help="which generator family")
     p.add_argument("--kind", choices=KINDS, default="lines",
                    help="lines: recognizer crops; pages: scenes/pages with line quads for the detector")
     p.add_argument("--n", type=int, default=1000, help="number of samples")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="run seed: the same (seed, index) always renders the same sample")
     p.add_argument("--start", type=int, default=0, help="first sample index (to extend a set or shard a run)")
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="folder for the images and labels.jsonl (appended)")
     return p
 
 

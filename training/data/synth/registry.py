@@ -8,13 +8,12 @@ from typing import overload
 import numpy as np
 
 from training.data.samples import DetSample, RecSample
+from training.data.synth import DOMAINS, KINDS
 from training.data.synth.common import sample_seed
 from training.data.synth.ids import id_line, id_page
 from training.data.synth.plates import plate_line, plate_scene
 from training.data.synth.receipts import document_page, receipt_line
 
-DOMAINS = ("plates", "receipts", "ids")
-KINDS = ("lines", "pages")
 GENERATORS: dict[tuple[str, str], Callable[[np.random.Generator], RecSample | DetSample]] = {
     ("plates", "lines"): plate_line,
     ("plates", "pages"): plate_scene,
