@@ -97,6 +97,19 @@ def test_finetune_overrides_make_a_config_run_without_real_data(tmp_path: Path) 
     assert cfg.data.train[0].n == 64 and cfg.max_steps == 2 and Path(cfg.output_dir) == tmp_path
 
 
+def test_finetune_data_check_covers_every_source_of_the_config(tmp_path: Path) -> None:
+    from training.finetune.cli_args import missing_sources
+
+    args = build_parser().parse_args(["--config", str(REPO / "training/configs/plates_rec.yaml"),
+                                      "--set", f"transfer.mixing.source=[{{kind: tsv, path: {tmp_path / 'gone.tsv'}}}]",
+                                      "--set", f"data.val=[{{kind: labels_jsonl, path: {tmp_path}}}]"])
+    with pytest.raises(SystemExit, match=r"transfer\.mixing\.source\[0\]: tsv"):
+        prepare_config(args)
+    args.overrides = args.overrides[1:]
+    args.val_synthetic = None
+    assert missing_sources(prepare_config(args)) == []  # tmp_path exists: nothing missing
+
+
 def test_finetune_set_rejects_a_bad_override() -> None:
     args = build_parser().parse_args(["--config", str(REPO / "training/configs/plates_rec.yaml"),
                                       "--set", "data.train.5.n=1"])

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
+from pydantic import BaseModel
 
 from training.finetune.config import DataSource, FinetuneConfig, load_config
 
@@ -75,11 +77,21 @@ def synthetic_val(cfg: FinetuneConfig, n: int) -> list[DataSource]:
     return [DataSource(kind="synthetic", domain=d, n=n, seed=VAL_SYNTHETIC_SEED + i) for i, d in enumerate(domains)]
 
 
+def data_sources(node: object, where: str = "") -> Iterator[tuple[str, DataSource]]:
+    """(dotted place, source) for every DataSource anywhere in the config (train, val, mixing, and any added later)."""
+    if isinstance(node, DataSource):
+        yield where, node
+    elif isinstance(node, BaseModel):
+        for name in type(node).model_fields:
+            yield from data_sources(getattr(node, name), f"{where}.{name}" if where else name)
+    elif isinstance(node, (list, tuple)):
+        for i, item in enumerate(node):
+            yield from data_sources(item, f"{where}[{i}]")
+
+
 def missing_sources(cfg: FinetuneConfig) -> list[tuple[str, DataSource]]:
     """(where, source) for every file-based source whose path does not exist in this checkout."""
-    groups = {"data.train": cfg.data.train, "data.val": cfg.data.val,
-              "transfer.mixing.source": cfg.transfer.mixing.source if cfg.transfer.mixing else []}
-    return [(f"{name}[{i}]", src) for name, sources in groups.items() for i, src in enumerate(sources)
+    return [(where, src) for where, src in data_sources(cfg)
             if src.kind != "synthetic" and src.path is not None and not Path(src.path).exists()]
 
 
