@@ -37,9 +37,9 @@ parser = seen[-1]
 print(json.dumps({
     "code": code, "help": out.getvalue(), "formatter": issubclass(parser.formatter_class, HelpFormatter),
     "options": [[a.option_strings, a.help] for a in parser._actions if a.option_strings and a.dest != "help"],
-    "heavy": sorted(m for m in %r if m in sys.modules),
+    "heavy": sorted(m for m in HEAVY if m in sys.modules),
 }))
-''' % (HEAVY,)
+'''.replace("HEAVY", repr(HEAVY))
 
 
 def run_cli(*args: str, pre: str = "") -> subprocess.CompletedProcess:

@@ -107,7 +107,7 @@ def test_every_other_block_names_an_existing_test() -> None:
             continue
         assert block.covered_by, f"README.md:{block.line}: ```{block.lang} block with no readme-test comment"
         path, _, name = block.covered_by.partition("::")
-        assert re.search(rf"^def {re.escape(name)}\(", (REPO / path).read_text(), re.M), block.covered_by
+        assert re.search(rf"^def {re.escape(name)}\(", (REPO / path).read_text(), re.MULTILINE), block.covered_by
 
 
 # ---------------------------------------------------------------- `make run` / `make test`
