@@ -248,8 +248,9 @@ def plot_curve(results: Sequence[ModeResult], metric: str, path: Path, title: st
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="ocrnet ablation", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    from training.cli import HelpFormatter
+
+    ap = argparse.ArgumentParser(prog="ocrnet ablation", description=__doc__, formatter_class=HelpFormatter)
     ap.add_argument("--config", type=Path, required=True, help="base rec finetune config (its train data = real)")
     ap.add_argument("--modes", default="pretrained,frozen,full_lowlr,l2sp,mixing,distill,da",
                     help=f"comma-separated, from {', '.join(MODES)}")

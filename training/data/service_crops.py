@@ -159,8 +159,9 @@ class ServiceCropper:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``ocrnet crops``: labelled pages -> recognizer crops as the service cuts them."""
-    ap = argparse.ArgumentParser(prog="ocrnet crops", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    from training.cli import HelpFormatter
+
+    ap = argparse.ArgumentParser(prog="ocrnet crops", description=__doc__, formatter_class=HelpFormatter)
     ap.add_argument("--data", required=True, type=Path, help="folder with labels.jsonl and its images")
     ap.add_argument("--model-dir", type=Path, default=Path("models/base"),
                     help="service bundle whose detector (and, for plates, recognizer) cuts the crops")
