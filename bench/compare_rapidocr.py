@@ -28,13 +28,21 @@ import multiprocessing as mp
 import resource
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DEFAULT_PLATES, REPO, emit_report, git_commit, machine_description, markdown_table  # noqa: E402
+from _common import (
+    DEFAULT_PLATES,
+    REPO,
+    emit_report,
+    git_commit,
+    machine_description,
+    markdown_table,
+)
 
 sys.path.insert(0, str(REPO))
 
@@ -72,7 +80,7 @@ def ocrnet_engine(model_dir: Path, threads: int, profile: str, second_look: bool
     read_options = ReadOptions(**(options or {}), second_look=second_look)
 
     def run(data: bytes) -> list[Line]:
-        lines = read_for_profile(pipe, impl, data, read_options)
+        lines = read_for_profile(pipe, impl, data, read_options).lines
         return [Line(t.text, t.confidence, [tuple(map(float, p)) for p in t.polygon], tuple(t.char_confidences))
                 for t in lines]
 
@@ -178,7 +186,12 @@ def default_model_dir(profile: str) -> Path:
 def compare(data_dir: Path, domain: str, model_dir: Path, threads: int, limit: int | None, warmup: int,
             every: int = 1, rapidocr_det_like_ours: bool = False, second_look: bool = True,
             options: dict[str, Any] | None = None) -> dict:
-    from training.evaluation.run import DOMAIN_PROFILES, _image, load_labels, score_predictions
+    from training.evaluation.run import (
+        DOMAIN_PROFILES,
+        _image,
+        load_labels,
+        score_predictions,
+    )
 
     profile = DOMAIN_PROFILES[domain]
     records = load_labels(data_dir)[::every]

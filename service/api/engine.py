@@ -28,9 +28,10 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 import numpy as np
+from PIL import Image
 
 from service.api import memory
 from service.api.batching import (
@@ -57,6 +58,7 @@ from service.documents import RenderPolicy
 from service.model_bundle import MANIFEST, sha256_file
 from service.pipeline import Detections, OcrPipeline, TextLine
 from service.profiles import PROFILES, Profile
+from service.reading import ReadOptions, read_for_profile_async
 from service.runtime import CPU, resolve_providers
 from service.vision.ctc import Decoded
 from service.vision.det_preprocess import (
@@ -367,7 +369,7 @@ class ModelRunner:
             side = det_resize_shape(cfg.limit_side_len, cfg.limit_side_len, cfg.limit_side_len, cfg.limit_type)
             return [bucket_shape(*side, cfg.buckets)]
         configs = [cfg] + [replace(cfg, limit_side_len=limit[0], limit_type=limit[1]) for name in self.profiles
-                           if (limit := PROFILES[name].second_look_det_limit) is not None]
+                           for limit in PROFILES[name].det_limits()]
         shapes: list[tuple[int, int]] = []
         for config in configs:
             shapes += [shape for shape in reachable_det_shapes(config) if shape not in shapes]
@@ -488,15 +490,23 @@ class ModelRunner:
             return await asyncio.to_thread(fn, *args)
         return await asyncio.get_running_loop().run_in_executor(self.host_pool, fn, *args)
 
-    async def read(self, image: DecodedImage, ticket: Admission | None = None,
+    async def locate(self, image: Image.Image, det_limit: tuple[int, str]) -> np.ndarray:
+        """Detector quads (N, 4, 2) of one image at ``det_limit``, no recognition (a profile's focused read)."""
+        pipeline, det = self.pipeline, self.det
+        assert pipeline is not None and det is not None
+        inp = await self.host(pipeline.prepare_det, image, det_limit, True)
+        prob = await det.submit(inp)
+        return (await self.host(pipeline.boxes, inp, prob)).quads
+
+    async def read(self, image: Image.Image, ticket: Admission | None = None,
                    det_limit: tuple[int, str] | None = None, index: int = 0) -> tuple[list[TextLine], float, float]:
         """Lines of one image plus (det_ms, rec_ms); det/rec calls are shared with concurrent requests.
-        ``det_limit`` overrides the bundle's detector resolution (a profile's second look); ``index``: the
-        image's place in the request (its admission ticket entry)."""
+        ``det_limit`` overrides the bundle's detector resolution (a profile's second look or focused read);
+        ``index``: the image's place in the request (its admission ticket entry)."""
         pipeline, det, rec = self.pipeline, self.det, self.rec
         assert pipeline is not None and det is not None and rec is not None
         t0 = time.perf_counter()
-        inp = await self.host(pipeline.prepare_det, image.image, det_limit)
+        inp = await self.host(pipeline.prepare_det, image, det_limit)
         self.typical_mpx = 0.8 * self.typical_mpx + 0.2 * det_mpx(inp)
         prob = await det.submit(inp)
         dets = await self.host(pipeline.boxes, inp, prob)
@@ -528,6 +538,47 @@ async def _all_or_nothing(aws: Sequence[Awaitable[T]]) -> list[T]:
 
 
 # ---------------------------------------------------------------- all models
+class _RunnerSteps:
+    """service.reading's ReadSteps over one runner's batchers, for one image of one request: the first read
+    carries the image's admission ticket entry (later ones, a fallback or a second look, run outside it); det, rec
+    and profile time add up across the reads; a PDF page's text-layer lines join each read."""
+
+    def __init__(self, engine: Engine, runner: ModelRunner, image: DecodedImage, ticket: Admission | None,
+                 page: Page | None, index: int) -> None:
+        self.engine, self.runner, self.image, self.ticket, self.page, self.index = engine, runner, image, ticket, \
+            page, index
+        self.det_ms = self.rec_ms = self.fields_ms = 0.0
+
+    async def locate(self, image: Image.Image, det_limit: tuple[int, str]) -> np.ndarray:
+        started = time.perf_counter()
+        try:
+            return await self.runner.locate(image, det_limit)
+        finally:
+            self.det_ms += (time.perf_counter() - started) * 1000
+
+    async def read(self, image: Image.Image, det_limit: tuple[int, str] | None = None) -> list[TextLine]:
+        ticket, self.ticket = self.ticket, None
+        lines, det_ms, rec_ms = await self.runner.read(image, ticket, det_limit, self.index)
+        self.det_ms += det_ms
+        self.rec_ms += rec_ms
+        return lines
+
+    def complete(self, lines: list[TextLine]) -> list[TextLine]:
+        return self.page.merge(lines) if self.page is not None else lines
+
+    async def fields(self, profile: Profile, lines: list[TextLine], size: tuple[int, int]) -> dict[str, Any]:
+        started = time.perf_counter()
+        fields = await self.runner.host(profile.extract_fields, lines, size)
+        self.fields_ms += (time.perf_counter() - started) * 1000
+        return fields
+
+    def may_read_again(self, profile: Profile) -> bool:
+        limit = profile.second_look_det_limit
+        assert limit is not None
+        mpx = self.runner.det_mpx_for(self.image.height, self.image.width, limit)
+        return self.engine._time_for_another_read(self.runner, profile.name, mpx)
+
+
 class Engine:
     """Owns the runners; ``ready`` flips only after every runner loaded and warmed up."""
 
@@ -690,12 +741,13 @@ class Engine:
 
     async def ocr(
         self, files: Sequence[UploadedFile], profile: str, min_confidence: float, return_polygons: bool,
-        force_ocr: bool = False, deadline: float | None = None,
+        force_ocr: bool = False, deadline: float | None = None, all_text: bool = False,
     ) -> OcrResponse:
         """``deadline``: time.monotonic() by which to answer (the route passes the request's arrival + timeout, so
         reading the body, the header pre-check and decoding all count); None: from now."""
         runner = self.by_profile[profile]
         profile_impl = self.profile_impls[profile]
+        options = ReadOptions(all_text=all_text, min_confidence=min_confidence)
         s = self.settings
         budget = s.admission_budget * s.request_timeout_s if s.admission_control else None
         deadline = time.monotonic() + s.request_timeout_s if deadline is None else deadline
@@ -720,7 +772,7 @@ class Engine:
                     with admitted as ticket:
                         results = await _all_or_nothing(opened.readers(
                             lambda upload, index, frame: self._timed_decode(upload, index, s.max_pixels, frame),
-                            lambda image, ms, page: self._one(runner, image, ms, profile_impl, min_confidence,
+                            lambda image, ms, page: self._one(runner, image, ms, profile_impl, options,
                                                               return_polygons, ticket, page, slot[id(page)]),
                             profile_impl, min_confidence, return_polygons,
                         ))
@@ -782,39 +834,20 @@ class Engine:
 
     async def _one(
         self, runner: ModelRunner, image: DecodedImage, decode_ms: float, profile: Profile,
-        min_confidence: float, return_polygons: bool, ticket: Admission | None = None, page: Page | None = None,
+        options: ReadOptions, return_polygons: bool, ticket: Admission | None = None, page: Page | None = None,
         index: int = 0,
     ) -> ImageResult:
         """``page``: where the image came from; a PDF page's text-layer lines join the OCR lines there."""
         started = time.perf_counter()
-        second_look = profile.second_look_det_limit
-        lines, det_ms, rec_ms = await runner.read(image, ticket, index=index)
-        keep_pixels = second_look is not None
-        if not keep_pixels:
-            image.image = None  # type: ignore[assignment]  # up to 120 MB of RGB nobody reads again
-        lines = [line for line in lines if line.confidence >= min_confidence]
-        if page is not None:
-            lines = page.merge(lines)
-        t_fields = time.perf_counter()
-        size = (image.width, image.height)
-        fields = await runner.host(profile.extract_fields, lines, size)
-        fields_ms = (time.perf_counter() - t_fields) * 1000
-        if second_look is not None and profile.wants_second_look(fields) \
-                and self._time_for_another_read(runner, profile.name,
-                                                runner.det_mpx_for(image.height, image.width, second_look)):
-            # Outside the admission ticket (already released for this image): at most one extra read per image.
-            lines2, det2_ms, rec2_ms = await runner.read(image, None, second_look)
-            lines2 = [line for line in lines2 if line.confidence >= min_confidence]
-            if page is not None:
-                lines2 = page.merge(lines2)
-            t_fields = time.perf_counter()
-            fields2 = await runner.host(profile.extract_fields, lines2, size)
-            fields_ms += (time.perf_counter() - t_fields) * 1000
-            det_ms, rec_ms = det_ms + det2_ms, rec_ms + rec2_ms
-            keep = profile.prefer_second_look(fields, fields2)
-            self.metrics.second_looks.labels(profile=profile.name, kept=str(keep).lower()).inc()
-            if keep:
-                lines, fields = lines2, fields2
+        steps = _RunnerSteps(self, runner, image, ticket, page, index)
+        result = await read_for_profile_async(steps, profile, image.image, options)
+        image.image = None  # type: ignore[assignment]  # up to 120 MB of RGB nobody reads again
+        if result.second_look is not None:
+            self.metrics.second_looks.labels(profile=profile.name, kept=str(result.second_look).lower()).inc()
+        if profile.focus is not None and not options.all_text:
+            self.metrics.focused_reads.labels(profile=profile.name, answered=result.scope).inc()
+        lines, fields = result.lines, result.fields
+        det_ms, rec_ms, fields_ms = steps.det_ms, steps.rec_ms, steps.fields_ms
         if page is not None:
             page.lines = list(lines)
         return ImageResult(

@@ -46,6 +46,11 @@ class Metrics:
             "true / false (which read answered), skipped (no time left before the request deadline).",
             ("profile", "kept"), registry=self.registry,
         )
+        self.focused_reads = Counter(
+            "ocrnet_focused_reads", "Images of a profile that reads one region (id: the MRZ band) located by a "
+            "low-resolution detector pass; answered: region (its fields were complete) or page (read whole instead).",
+            ("profile", "answered"), registry=self.registry,
+        )
 
     def observe_batch(self, model: str, stage: str, size: int, seconds: float) -> None:
         self.batch_size.labels(model=model, stage=stage).observe(size)

@@ -29,7 +29,7 @@ from service.api.errors import ApiError
 log = logging.getLogger("ocrnet.api.uploads")
 
 FILES_FIELD = "files"
-OPTION_FIELDS = frozenset({"profile", "min_confidence", "return_polygons", "force_ocr"})
+OPTION_FIELDS = frozenset({"profile", "min_confidence", "return_polygons", "force_ocr", "all_text"})
 MAX_FIELD_BYTES = 1024
 MAX_PART_HEADER_BYTES = 8 * 1024  # all headers of one part (Content-Disposition with the filename, Content-Type)
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries, part headers and option fields on top of the file bytes

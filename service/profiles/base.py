@@ -15,7 +15,8 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
-__all__ = ["Evidence", "LineBox", "Profile", "TextLineLike", "char_evidence", "group_rows", "line_boxes"]
+__all__ = ["Evidence", "FocusedRead", "LineBox", "Profile", "TextLineLike", "char_evidence", "group_rows",
+           "line_boxes"]
 
 
 @runtime_checkable
@@ -111,6 +112,23 @@ def group_rows(boxes: Sequence[LineBox]) -> list[list[LineBox]]:
     return [sorted(r, key=lambda b: b.x0) for r in rows]
 
 
+class FocusedRead(ABC):
+    """A profile that needs one region of the page, not every word on it: a detector pass at low resolution
+    (boxes only) locates the region, and only the region is read, at the resolution it needs. When no region is
+    found, or its fields are not what the profile needs, the whole page is read as usual."""
+
+    locate_det_limit: ClassVar[tuple[int, str]]  # detector (limit_side_len, limit_type) of the locating pass
+    region_det_limit: ClassVar[tuple[int, str]]  # detector limits inside the region (crops keep full resolution)
+
+    @abstractmethod
+    def region(self, quads: Any, image_size: tuple[int, int]) -> tuple[int, int, int, int] | None:
+        """(x0, y0, x1, y1) in image pixels to read, from the locating pass's (N, 4, 2) quads; None: none found."""
+
+    @abstractmethod
+    def accept(self, fields: dict[str, Any]) -> bool:
+        """Whether the region's fields answer the request (else the whole page is read)."""
+
+
 class Profile(ABC):
     """A domain profile turns OCR lines into typed fields. `fields_model` documents them in OpenAPI."""
 
@@ -130,6 +148,16 @@ class Profile(ABC):
     def extract_fields(self, lines: Sequence[TextLineLike], image_size: tuple[int, int]) -> dict[str, Any]:
         """Fields as a JSON-serialisable dict (what the service puts in its response)."""
         return self.extract(lines, image_size).model_dump(mode="json")
+
+    # Read only the region this finds (None: the whole page), unless the request asks for all text.
+    focus: ClassVar[FocusedRead | None] = None
+
+    def det_limits(self) -> list[tuple[int, str]]:
+        """Detector limits this profile may ask for besides the bundle's (the service warms them up on GPUs)."""
+        limits = [self.second_look_det_limit] if self.second_look_det_limit is not None else []
+        if self.focus is not None:
+            limits += [self.focus.locate_det_limit, self.focus.region_det_limit]
+        return limits
 
     # A second read of the same image with other detector limits, when the first found nothing usable. The
     # service and the evaluation both honour it; None (the default) means one read is all a profile needs.

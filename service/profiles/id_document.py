@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from .base import (
     Evidence,
+    FocusedRead,
     LineBox,
     Profile,
     TextLineLike,
@@ -22,6 +23,7 @@ from .base import (
     line_boxes,
 )
 from .mrz import LineEvidence, find_mrz, normalise_mrz_with
+from .mrz_band import MrzBand
 
 __all__ = ["IdDocumentFields", "IdDocumentProfile"]
 
@@ -81,6 +83,7 @@ class IdDocumentProfile(Profile):
     name: ClassVar[str] = "id"
     description: ClassVar[str] = "ID documents and passports: ICAO 9303 MRZ (TD1/TD2/TD3) with check digits"
     fields_model: ClassVar[type[BaseModel]] = IdDocumentFields
+    focus: ClassVar[FocusedRead | None] = MrzBand()  # the MRZ band only, unless the request asks for all text
 
     def extract(self, lines: Sequence[TextLineLike], image_size: tuple[int, int]) -> IdDocumentFields:
         boxes = line_boxes(lines)

@@ -286,6 +286,14 @@ def _second_looks(reader: Reader, domain: str, images: Sequence[bytes], preds: l
 
 # ----------------------------------------------------------------------------------------------- driver
 
+def _reads_like_the_service(reader: Reader) -> bool:
+    """An OcrPipeline is read through service.reading's plan, as the service reads; other readers (RapidOCR in
+    bench/, test doubles) through read_batch and the second-look rule."""
+    from service.pipeline import OcrPipeline
+
+    return isinstance(reader, OcrPipeline)
+
+
 def _open_pipeline(model_dir: str | Path, providers: Sequence[str] | None = None,
                    threads: int | None = None) -> Reader:
     from service.pipeline import OcrPipeline
@@ -313,20 +321,31 @@ def evaluate_dataset(pipeline_or_model_dir: Reader | str | Path, data_dir: str |
         records = records[:limit]
     preds: list[list[TextLineLike]] = []
     sizes: list[tuple[int, int]] = []
-    second_looks = 0
+    second_looks = region_reads = 0
     t0 = time.perf_counter()
     for start in range(0, len(records), batch_size):
         chunk = records[start:start + batch_size]
         loaded = [_image(r.image) for r in chunk]
-        chunk_preds = list(pipeline.read_batch([data for data, _ in loaded]))
-        second_looks += _second_looks(pipeline, domain, [data for data, _ in loaded], chunk_preds,
-                                      [size for _, size in loaded])
+        if _reads_like_the_service(pipeline):
+            # the service's own plan per image: a focused read (id: the MRZ band), the second look
+            from service.reading import read_for_profile
+
+            profile = get_profile(DOMAIN_PROFILES[domain])
+            reads = [read_for_profile(pipeline, profile, data) for data, _ in loaded]  # type: ignore[arg-type]
+            chunk_preds: list[list[TextLineLike]] = [list(r.lines) for r in reads]
+            second_looks += sum(r.second_look is not None for r in reads)
+            region_reads += sum(r.scope == "region" for r in reads)
+        else:
+            chunk_preds = list(pipeline.read_batch([data for data, _ in loaded]))
+            second_looks += _second_looks(pipeline, domain, [data for data, _ in loaded], chunk_preds,
+                                          [size for _, size in loaded])
         preds.extend(chunk_preds)
         sizes.extend(size for _, size in loaded)
     seconds = time.perf_counter() - t0
     bundle = getattr(pipeline, "bundle", None)
     report = score_predictions(domain, records, preds, sizes, getattr(bundle, "root", None))
     report.counts["second_looks"] = second_looks
+    report.counts["region_reads"] = region_reads
     report.metrics["seconds_per_image"] = seconds / len(records) if records else None
     report.model = _model_name(pipeline_or_model_dir)
     return report

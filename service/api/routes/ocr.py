@@ -28,9 +28,13 @@ class OcrOptions(BaseModel):
     min_confidence: float = Field(0.0, ge=0.0, le=1.0)
     return_polygons: bool = True
     force_ocr: bool = False
+    all_text: bool = False
 
 
 UPLOAD_SCHEMA_NAME = "OcrUpload"
+ALL_TEXT_HELP = ("Read every line of the page. Without it the id profile reads only the MRZ band, located by a "
+                 "low-resolution detector pass (the whole page only when no complete MRZ is found there), and "
+                 "answers with those lines: several times faster. Other profiles always read the whole page.")
 
 
 def upload_schema(profiles: list[str], max_files: int | None = None) -> dict[str, Any]:
@@ -60,6 +64,7 @@ def upload_schema(profiles: list[str], max_files: int | None = None) -> dict[str
             "force_ocr": {"type": "boolean", "default": False,
                           "description": "OCR every PDF page, also those with a text layer (by default their own "
                                          "text is returned, source `pdf_text`)."},
+            "all_text": {"type": "boolean", "default": False, "description": ALL_TEXT_HELP},
         },
     }
 
@@ -120,6 +125,7 @@ async def ocr(
     min_confidence: float | None = Query(None, ge=0.0, le=1.0, description="Drop lines below this confidence."),
     return_polygons: bool | None = Query(None, description="Include line polygons (default true)."),
     force_ocr: bool | None = Query(None, description="OCR PDF pages that have a text layer too (default false)."),
+    all_text: bool | None = Query(None, description=ALL_TEXT_HELP),
 ) -> OcrResponse:
     deadline = time.monotonic() + request.app.state.settings.request_timeout_s  # from the first byte on
     engine = request.app.state.engine
@@ -131,7 +137,7 @@ async def ocr(
     form = await read_upload_form(request, limits)
     options = _merge_options(
         {"profile": profile, "min_confidence": min_confidence, "return_polygons": return_polygons,
-         "force_ocr": force_ocr}, form.fields
+         "force_ocr": force_ocr, "all_text": all_text}, form.fields
     )
     if options.profile not in engine.profiles:
         raise ApiError(
@@ -143,5 +149,5 @@ async def ocr(
     return await unless_disconnected(
         request.receive,
         engine.ocr(form.files, options.profile, options.min_confidence, options.return_polygons, options.force_ocr,
-                   deadline),
+                   deadline, options.all_text),
     )
