@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
-
 from rendering import OCR_B, PageLine, render_page
+
 from service.pipeline import OcrPipeline, TextLine
 from service.profiles import get_profile
 from service.profiles.mrz_band import MrzBand, find_mrz_band
