@@ -136,11 +136,15 @@ class OcrPipeline:
         return cls(ModelBundle(model_dir), providers=providers, intra_threads=intra_threads, **kwargs)
 
     # ---- detection stages -------------------------------------------------------------------
-    def prepare_det(self, image: ImageLike, det_limit: tuple[int, str] | None = None) -> DetInput:
+    def prepare_det(self, image: ImageLike, det_limit: tuple[int, str] | None = None,
+                    boxes_only: bool = False) -> DetInput:
         """``det_limit``: (limit_side_len, limit_type) for this image instead of the bundle's (a profile's second
-        look at higher resolution)."""
+        look at higher resolution). ``boxes_only``: no crops will be taken (a profile's locating pass), so with a
+        "max" limit the work image is bounded at the detector's side too: one resize of a large page, not two."""
         config = self.det_config if det_limit is None else replace(
             self.det_config, limit_side_len=det_limit[0], limit_type=det_limit[1])
+        if boxes_only and config.limit_type == "max":
+            config = replace(config, max_side_len=min(config.max_side_len, config.limit_side_len))
         return prepare_det_input(to_bgr_array(image), config)
 
     def run_det(self, inputs: Sequence[DetInput]) -> list[np.ndarray]:
@@ -179,9 +183,9 @@ class OcrPipeline:
     def crops(self, inp: DetInput, dets: Detections) -> list[np.ndarray]:
         return [crop_quad(inp.work, q) for q in dets.work_quads]
 
-    def detect(self, images: Sequence[ImageLike], det_limit: tuple[int, str] | None = None
-               ) -> tuple[list[DetInput], list[Detections]]:
-        inputs = [self.prepare_det(img, det_limit) for img in images]
+    def detect(self, images: Sequence[ImageLike], det_limit: tuple[int, str] | None = None,
+               boxes_only: bool = False) -> tuple[list[DetInput], list[Detections]]:
+        inputs = [self.prepare_det(img, det_limit, boxes_only) for img in images]
         probs = self.run_det(inputs)
         return inputs, [self.boxes(i, p) for i, p in zip(inputs, probs)]
 

@@ -109,7 +109,7 @@ class PipelineSteps:
         return lines
 
     async def locate(self, image: Image.Image, det_limit: DetLimit) -> np.ndarray:
-        return self.pipeline.detect([image], det_limit)[1][0].quads
+        return self.pipeline.detect([image], det_limit, boxes_only=True)[1][0].quads
 
     async def read(self, image: Image.Image, det_limit: DetLimit | None = None) -> list[TextLine]:
         return self.pipeline.read_batch([image], det_limit)[0]
