@@ -28,6 +28,9 @@ class ModelManifest(BaseModel):
         None, description="detector used when only the CPU provider runs (an int8 copy of `det` made by "
                           "`ocrnet quantize`); accelerators always use `det`")
     rec: str = "rec.onnx"
+    rec_cpu: str | None = Field(
+        None, description="recognizer used when only the CPU provider runs (an int8 copy of `rec` made by "
+                          "`ocrnet quantize --kind rec`); accelerators always use `rec`")
     charset: str = "charset.json"
     rec_height: int = 48
     det_limit_side: int = 736
@@ -82,11 +85,12 @@ class ModelBundle:
         self.det_path = (self.root / self.manifest.det).resolve()
         self.det_cpu_path = (self.root / self.manifest.det_cpu).resolve() if self.manifest.det_cpu else None
         self.rec_path = (self.root / self.manifest.rec).resolve()
+        self.rec_cpu_path = (self.root / self.manifest.rec_cpu).resolve() if self.manifest.rec_cpu else None
         self.charset_path = (self.root / self.manifest.charset).resolve()
         self.fields_model_path = (self.root / self.manifest.fields_model).resolve() if self.manifest.fields_model \
             else None
-        files = (self.det_path, self.rec_path, self.charset_path) + ((self.det_cpu_path,) if self.det_cpu_path else ()) \
-            + ((self.fields_model_path,) if self.fields_model_path else ())
+        files = (self.det_path, self.rec_path, self.charset_path) + tuple(
+            p for p in (self.det_cpu_path, self.rec_cpu_path, self.fields_model_path) if p is not None)
         missing = [str(p) for p in files if not p.is_file()]
         if missing:
             raise FileNotFoundError(f"{manifest_path}: missing files {missing}")
@@ -108,12 +112,18 @@ class ModelBundle:
         """The detector file for these providers: `det_cpu` when the CPU is the only one and the bundle has it."""
         return self.det_cpu_path if self.det_cpu_path is not None and list(providers) == [CPU] else self.det_path
 
+    def rec_path_for(self, providers: Sequence[str]) -> Path:
+        """The recognizer file for these providers: `rec_cpu` when the CPU is the only one and the bundle has it."""
+        return self.rec_cpu_path if self.rec_cpu_path is not None and list(providers) == [CPU] else self.rec_path
+
     @cached_property
     def sha256(self) -> dict[str, str]:
         """SHA-256 of det/rec ONNX files (computed once, lazily: the files are ~10-20 MB)."""
         digests = {"det": sha256_file(self.det_path), "rec": sha256_file(self.rec_path)}
         if self.det_cpu_path is not None:
             digests["det_cpu"] = sha256_file(self.det_cpu_path)
+        if self.rec_cpu_path is not None:
+            digests["rec_cpu"] = sha256_file(self.rec_cpu_path)
         return digests
 
 

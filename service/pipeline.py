@@ -102,7 +102,8 @@ class OcrPipeline:
                   trt_cache_dir=trt_cache_dir, cpu_mem_arena=cpu_mem_arena)
         self.det_path = bundle.det_path_for(resolved)  # int8 det_cpu on CPU-only
         self.det_session, self.det_providers = shared_session(self.det_path, **kw)
-        self.rec_session, self.rec_providers = shared_session(bundle.rec_path, **kw)
+        self.rec_path = bundle.rec_path_for(resolved)  # int8 rec_cpu on CPU-only
+        self.rec_session, self.rec_providers = shared_session(self.rec_path, **kw)
         on_accelerator = self.det_providers[0] != CPU or self.rec_providers[0] != CPU
         self.static_shapes = on_accelerator if static_shapes is None else static_shapes
         if rec_width_buckets is None:

@@ -71,3 +71,16 @@ def test_cpu_only_hosts_get_the_int8_detector_accelerators_the_float_one(tmp_pat
     assert b.sha256["det_cpu"] == hashlib.sha256(b"int8-bytes").hexdigest()
     plain = ModelBundle(_write_bundle(tmp_path / "f"))
     assert plain.det_path_for(["CPUExecutionProvider"]) == plain.det_path and "det_cpu" not in plain.sha256
+
+
+def test_cpu_only_hosts_get_the_int8_recognizer_accelerators_the_float_one(tmp_path):
+    root = _write_bundle(tmp_path / "q", rec_cpu="rec_int8.onnx")
+    with pytest.raises(FileNotFoundError, match="rec_int8.onnx"):
+        ModelBundle(root)
+    (root / "rec_int8.onnx").write_bytes(b"rec-int8-bytes")
+    b = ModelBundle(root)
+    assert b.rec_path_for(["CPUExecutionProvider"]) == root.resolve() / "rec_int8.onnx"
+    assert b.rec_path_for(["CUDAExecutionProvider", "CPUExecutionProvider"]) == b.rec_path
+    assert b.sha256["rec_cpu"] == hashlib.sha256(b"rec-int8-bytes").hexdigest()
+    plain = ModelBundle(_write_bundle(tmp_path / "f"))
+    assert plain.rec_path_for(["CPUExecutionProvider"]) == plain.rec_path and "rec_cpu" not in plain.sha256

@@ -133,8 +133,8 @@ class ModelInfo(BaseModel):
     version: str
     path: str = Field(..., description="Model bundle directory.")
     profiles: list[str] = Field(..., description="Profiles served by this model.")
-    sha256: dict[str, str] = Field(..., description="SHA-256 of det/rec ONNX files (det_cpu: the int8 detector "
-                                                    "used on CPU-only hosts), the charset and "
+    sha256: dict[str, str] = Field(..., description="SHA-256 of det/rec ONNX files (det_cpu / rec_cpu: the int8 "
+                                                    "detector / recognizer used on CPU-only hosts), the charset and "
                                                     "fields_model (the learned field extractor, when the bundle has one).")
     providers: list[str] = Field(..., description="onnxruntime providers obtained (first = used).")
 
