@@ -70,6 +70,9 @@ class FakeSteps:
         self.calls.append(("read", (image.size, det_limit)))
         return self.region if image.size != (2400, 1648) else self.page
 
+    def complete(self, lines: list[TextLine]) -> list[TextLine]:
+        return lines
+
     async def fields(self, profile, lines, size) -> dict[str, Any]:
         return profile.extract_fields(lines, size)
 
