@@ -126,7 +126,10 @@ class PageReader:
             raise ApiError(exc.status, exc.code, exc.message) from None
         finally:
             for doc in docs:
-                self._pdf.submit(doc.close)  # queued behind any render still running for this request
+                try:
+                    self._pdf.submit(doc.close)  # queued behind any render still running for this request
+                except RuntimeError:  # the engine is shutting down: its thread closes no more documents
+                    pass
 
 
 Decode = Callable[[UploadedFile, int, int], tuple[DecodedImage, float]]  # (upload, file index, frame) -> image, ms
