@@ -108,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--out", type=Path, default=None, help="write the markdown table here")
+    ap.add_argument("--batch-size", type=int, default=1, help="images per read_batch (4 full-size scans need ~10 GB)")
     ap.add_argument("--all", action="store_true", help="OCR every receipt both ways, pixel-identical ones too")
     args = ap.parse_args(argv)
 
@@ -122,10 +123,11 @@ def main(argv: list[str] | None = None) -> int:
         if not args.all:
             data = str(subset_dir(folder, {r.image.name for r in records} - identical, Path(tmp)))
         started = time.perf_counter()
-        jpeg = evaluate_dataset(pipeline, data, "receipts", None if not args.all else args.limit)
+        jpeg = evaluate_dataset(pipeline, data, "receipts", None if not args.all else args.limit, args.batch_size)
         jpeg_s = time.perf_counter() - started
         started = time.perf_counter()
-        pdf = evaluate_dataset(reader, data, "receipts", None if not args.all else args.limit)  # type: ignore[arg-type]
+        pdf = evaluate_dataset(reader, data, "receipts", None if not args.all else args.limit,  # type: ignore[arg-type]
+                               args.batch_size)
         pdf_s = time.perf_counter() - started
     same = sum(a == b for a, b in reader.sizes)
     delta = (pdf.counts["e2e_tp"] - jpeg.counts["e2e_tp"]) / gt_lines if gt_lines else 0.0
