@@ -40,7 +40,11 @@ def test_generated_mrz_pass_check_digits():
         assert set(l1 + l2) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789<")
         t1 = mrz_lines(p, "TD1")
         assert _td1_ok(*t1), t1
-        assert parse_mrz([l1, l2]).valid and parse_mrz(t1).valid
+        # valid, except where an O/0 swap in the document number would pass its check digit too: then the
+        # profile cannot vouch for the read and names the field (service/profiles/mrz.py)
+        for parsed, number in ((parse_mrz([l1, l2]), l2[0:9]), (parse_mrz(t1), t1[0][5:14])):
+            assert parsed.valid or (parsed.failed_checks == ["document_number"] and set("0O") & set(number)), \
+                (parsed, number)
 
 
 def test_page_carries_its_mrz_and_fields():

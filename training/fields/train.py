@@ -206,16 +206,32 @@ def report(held_out: Sequence[Page], tagger: FieldTagger, seed: int) -> str:
     return "\n".join(rows)
 
 
+OPTION_HELP = {
+    "holdout": "share of the receipts held out of training to report metrics on",
+    "seed": "seed of the split, the noisy copies and the initial weights",
+    "noisy_copies": "OCR-like noisy copies of each training receipt (merged/split lines, character noise)",
+    "keep_lower": "share of the 'other' words of the lower half of a page kept in training (they are many and easy)",
+    "vocab_size": "most frequent TRAIN words that get a feature of their own",
+    "min_df": "receipts a word must occur in to enter the vocabulary",
+    "min_suffix": "receipts a legal company ending must occur in to be used for correcting misreads",
+    "hidden": "hidden units of the tagger",
+    "epochs": "passes over the training words",
+    "batch": "words per optimizer step",
+    "lr": "Adam learning rate",
+    "weight_decay": "L2 weight decay",
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="ocrnet train-fields", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    from training.cli import HelpFormatter
+
+    ap = argparse.ArgumentParser(prog="ocrnet train-fields", description=__doc__, formatter_class=HelpFormatter)
     ap.add_argument("--data", required=True, help="folder with labels.jsonl (line quads + transcripts + fields)")
     ap.add_argument("--out", required=True, help="tagger JSON to write (e.g. models/invoice/fields.json)")
     defaults = TrainConfig()
-    for field in ("holdout", "seed", "noisy_copies", "keep_lower", "vocab_size", "min_df", "min_suffix", "hidden", "epochs", "batch", "lr",
-                  "weight_decay"):
+    for field, text in OPTION_HELP.items():
         ap.add_argument(f"--{field.replace('_', '-')}", type=type(getattr(defaults, field)),
-                        default=getattr(defaults, field))
+                        default=getattr(defaults, field), help=text)
     args = ap.parse_args(list(argv) if argv is not None else None)
     cfg = TrainConfig(**{k: getattr(args, k) for k in TrainConfig.__dataclass_fields__})
     t0 = time.perf_counter()
