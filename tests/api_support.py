@@ -53,6 +53,23 @@ def ready_client(timeout_s: float = 300.0, **overrides) -> Iterator[TestClient]:
         yield client
 
 
+def wait_for_server(proc, url: str, timeout_s: float, why=lambda: "server did not start") -> None:
+    """Poll ``url`` until it answers 200 while ``proc`` (a started server) stays alive; fail with ``why()`` (e.g.
+    the server's log) if it exits or ``timeout_s`` passes."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        assert proc.poll() is None, why()
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, why()
+        time.sleep(0.2)
+
+
 def wait_until(predicate, timeout_s: float = 120.0) -> None:
     """Poll ``predicate`` every 10 ms until it holds; fail the test after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s

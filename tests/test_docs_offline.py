@@ -14,12 +14,12 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from api_support import wait_for_server
 
 OPERATIONS = ("ocr", "list_models", "healthz", "readyz", "metrics")
 CONTROL_APP = '''
@@ -52,16 +52,7 @@ def serve(args: list[str], cwd: Path, env: dict[str, str]) -> Iterator[str]:
                             cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-            try:
-                if httpx.get(f"{base}/openapi.json", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.2)
+        wait_for_server(proc, f"{base}/openapi.json", 60)
         yield base
     finally:
         proc.terminate()

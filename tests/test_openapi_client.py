@@ -8,12 +8,11 @@ import os
 import socket
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
 
-from api_support import BASE_TEXTS, encode, square_doc
+from api_support import BASE_TEXTS, encode, square_doc, wait_for_server
 from pdf_samples import digital_pdf
 
 # two pages of text layer (built before the server's PDF thread could exist: PDFium is not thread-safe)
@@ -43,16 +42,7 @@ def server(base_model_dir, repo_root, tmp_path_factory):
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, log_path.read_text()
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, log_path.read_text()
-            time.sleep(0.2)
+        wait_for_server(proc, f"{base}/readyz", 120, log_path.read_text)
         yield base
     finally:
         proc.terminate()

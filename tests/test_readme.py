@@ -16,13 +16,12 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
+from api_support import wait_for_server
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
@@ -187,16 +186,7 @@ def server(tmp_path_factory) -> Iterator[str]:
                                 cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            assert proc.poll() is None, log_path.read_text()
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, log_path.read_text()
-            time.sleep(0.5)
+        wait_for_server(proc, f"{base}/readyz", 300, log_path.read_text)
         yield base
     finally:
         proc.terminate()
