@@ -24,24 +24,33 @@ A4 = (595.0, 842.0)  # points
 TextItem = tuple[float, float, float, str]
 
 
+def _draw_text(pdf, page, font, items: Sequence[TextItem], page_height: float) -> None:
+    """Real text objects (Helvetica, standard encoding) at (x, y from the top) on ``page``."""
+    for x, y, font_size, text in items:
+        obj = pdfium_c.FPDFPageObj_CreateTextObj(pdf, font, font_size)
+        wide = ctypes.create_string_buffer((text + "\x00").encode("utf-16-le"))
+        pdfium_c.FPDFText_SetText(obj, ctypes.cast(wide, ctypes.POINTER(pdfium_c.FPDF_WCHAR)))
+        pdfium_c.FPDFPageObj_Transform(obj, 1, 0, 0, 1, x, page_height - y - font_size)
+        pdfium_c.FPDFPage_InsertObject(page, obj)
+
+
+def _saved(pdf) -> bytes:
+    buf = io.BytesIO()
+    pdf.save(buf)
+    pdf.close()
+    return buf.getvalue()
+
+
 def digital_pdf(pages: Sequence[Sequence[TextItem]], size: tuple[float, float] = A4) -> bytes:
     """A PDF whose pages carry real text objects (a text layer), one per item."""
     pdf = pdfium.PdfDocument.new()
     font = pdfium_c.FPDFText_LoadStandardFont(pdf, b"Helvetica")
     for items in pages:
         page = pdf.new_page(*size)
-        for x, y, font_size, text in items:
-            obj = pdfium_c.FPDFPageObj_CreateTextObj(pdf, font, font_size)
-            wide = ctypes.create_string_buffer((text + "\x00").encode("utf-16-le"))
-            pdfium_c.FPDFText_SetText(obj, ctypes.cast(wide, ctypes.POINTER(pdfium_c.FPDF_WCHAR)))
-            pdfium_c.FPDFPageObj_Transform(obj, 1, 0, 0, 1, x, size[1] - y - font_size)
-            pdfium_c.FPDFPage_InsertObject(page, obj)
+        _draw_text(pdf, page, font, items, size[1])
         page.gen_content()
         page.close()
-    buf = io.BytesIO()
-    pdf.save(buf)
-    pdf.close()
-    return buf.getvalue()
+    return _saved(pdf)
 
 
 def invoice_pages(n_pages: int, items_per_page: int = 30) -> list[list[TextItem]]:
@@ -91,18 +100,10 @@ def scanned_pdf(jpegs: Sequence[bytes], dpi: float = 200.0, text_pages: Sequence
         image.load_jpeg(io.BytesIO(data), inline=True)
         image.set_matrix(pdfium.PdfMatrix().scale(w_pt, h_pt))
         page.insert_obj(image)
-        for x, y, font_size, text in (text_pages[i] if i < len(text_pages) else ()):
-            obj = pdfium_c.FPDFPageObj_CreateTextObj(pdf, font, font_size)
-            wide = ctypes.create_string_buffer((text + "\x00").encode("utf-16-le"))
-            pdfium_c.FPDFText_SetText(obj, ctypes.cast(wide, ctypes.POINTER(pdfium_c.FPDF_WCHAR)))
-            pdfium_c.FPDFPageObj_Transform(obj, 1, 0, 0, 1, x, h_pt - y - font_size)
-            pdfium_c.FPDFPage_InsertObject(page, obj)
+        _draw_text(pdf, page, font, text_pages[i] if i < len(text_pages) else (), h_pt)
         page.gen_content()
         page.close()
-    buf = io.BytesIO()
-    pdf.save(buf)
-    pdf.close()
-    return buf.getvalue()
+    return _saved(pdf)
 
 
 def mixed_pdf(text: Sequence[TextItem], jpeg: bytes, box: tuple[float, float, float, float]) -> bytes:
@@ -115,18 +116,10 @@ def mixed_pdf(text: Sequence[TextItem], jpeg: bytes, box: tuple[float, float, fl
     x, y, w, h = box
     image.set_matrix(pdfium.PdfMatrix().scale(w, h).translate(x, A4[1] - y - h))
     page.insert_obj(image)
-    for tx, ty, font_size, line in text:
-        obj = pdfium_c.FPDFPageObj_CreateTextObj(pdf, font, font_size)
-        wide = ctypes.create_string_buffer((line + "\x00").encode("utf-16-le"))
-        pdfium_c.FPDFText_SetText(obj, ctypes.cast(wide, ctypes.POINTER(pdfium_c.FPDF_WCHAR)))
-        pdfium_c.FPDFPageObj_Transform(obj, 1, 0, 0, 1, tx, A4[1] - ty - font_size)
-        pdfium_c.FPDFPage_InsertObject(page, obj)
+    _draw_text(pdf, page, font, text, A4[1])
     page.gen_content()
     page.close()
-    buf = io.BytesIO()
-    pdf.save(buf)
-    pdf.close()
-    return buf.getvalue()
+    return _saved(pdf)
 
 
 # ---------------------------------------------------------------- hand-written files
