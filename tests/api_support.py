@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import io
+import socket
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -51,6 +54,35 @@ def ready_client(timeout_s: float = 300.0, **overrides) -> Iterator[TestClient]:
                 raise RuntimeError(f"app never became ready: {app.state.engine.error}")
             time.sleep(0.05)
         yield client
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def uvicorn_server(app_args: list[str], env: dict[str, str], cwd: Path, ready_path: str, timeout_s: float,
+                   log_path: Path | None = None) -> Iterator[str]:
+    """A real ``uvicorn`` process on a free loopback port: yields its base URL once ``ready_path`` answers 200,
+    stops it afterwards. Output goes to ``log_path`` (shown when start-up fails), else is dropped."""
+    port = free_port()
+    log = open(log_path, "wb") if log_path else subprocess.DEVNULL
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "uvicorn", *app_args, "--host", "127.0.0.1", "--port",
+                                 str(port)], cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    finally:
+        if log_path:
+            log.close()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_server(proc, f"{base}{ready_path}", timeout_s,
+                        log_path.read_text if log_path else lambda: "server did not start")
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def wait_for_server(proc, url: str, timeout_s: float, why=lambda: "server did not start") -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+from api_support import free_port
 
 from service.model_bundle import MANIFEST
 
@@ -35,12 +35,6 @@ if debug:
 uvicorn.run("service.api.app:create_app", factory=True, host="127.0.0.1", port=port, access_log=True,
             log_level="debug" if debug else "info", log_config=None if debug else uvicorn.config.LOGGING_CONFIG)
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

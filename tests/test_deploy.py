@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +23,7 @@ import httpx
 import onnxruntime as ort
 import pytest
 import yaml
+from api_support import free_port
 
 from service.api.config import Settings
 from service.runtime import create_session
@@ -318,12 +318,6 @@ def test_nginx_keeps_a_client_request_id(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- the image's entrypoint, outside Docker
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def text_image(text: str) -> bytes:
     from PIL import Image, ImageDraw, ImageFont
 

@@ -11,15 +11,13 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from api_support import wait_for_server
+from api_support import uvicorn_server
 
 OPERATIONS = ("ocr", "list_models", "healthz", "readyz", "metrics")
 CONTROL_APP = '''
@@ -40,23 +38,9 @@ def chromium() -> str | None:
     return None
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def serve(args: list[str], cwd: Path, env: dict[str, str]) -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", *args, "--host", "127.0.0.1", "--port", str(port)],
-                            cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_server(proc, f"{base}/openapi.json", 60)
+    with uvicorn_server(args, env, cwd, "/openapi.json", 60) as base:
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")

@@ -5,14 +5,13 @@ from __future__ import annotations
 import importlib
 import io
 import os
-import socket
 import subprocess
 import sys
 
 import httpx
 import pytest
 
-from api_support import BASE_TEXTS, encode, square_doc, wait_for_server
+from api_support import BASE_TEXTS, encode, square_doc, uvicorn_server
 from pdf_samples import digital_pdf
 
 # two pages of text layer (built before the server's PDF thread could exist: PDFium is not thread-safe)
@@ -21,32 +20,14 @@ TWO_PAGE_PDF = digital_pdf([[(40, 60, 24, BASE_TEXTS[0])], [(40, 60, 24, BASE_TE
 KEY = "client-test-key"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(base_model_dir, repo_root, tmp_path_factory):
-    port = free_port()
     env = {**os.environ, "OCRNET_MODEL_DIR": str(base_model_dir), "OCRNET_PROVIDERS": "cpu",
            "OCRNET_INTRA_THREADS": "2", "OCRNET_API_KEY": KEY,
            "OCRNET_MODELS_ROOT": str(tmp_path_factory.mktemp("no-profiles"))}  # base serves every profile
     log_path = tmp_path_factory.mktemp("server") / "uvicorn.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "service.api.app:create_app", "--factory",
-             "--host", "127.0.0.1", "--port", str(port)],
-            cwd=repo_root, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_server(proc, f"{base}/readyz", 120, log_path.read_text)
+    with uvicorn_server(["service.api.app:create_app", "--factory"], env, repo_root, "/readyz", 120, log_path) as base:
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")

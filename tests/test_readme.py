@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from api_support import wait_for_server
+from api_support import uvicorn_server
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
@@ -164,33 +163,17 @@ def test_make_targets_do_what_the_readme_says(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- live server for the console blocks
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[str]:
     """What `make run` starts (its uvicorn command, default settings: every bundle in models/), on a free port.
 
     Only the request deadline is longer: a shared, overloaded test box must not turn a README check into a 504.
     """
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("OCRNET_")}
     env["OCRNET_REQUEST_TIMEOUT_S"] = "300"
     log_path = tmp_path_factory.mktemp("readme") / "uvicorn.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "service.api.app:create_app", "--factory",
-                                 "--host", "127.0.0.1", "--port", str(port)],
-                                cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_server(proc, f"{base}/readyz", 300, log_path.read_text)
+    with uvicorn_server(["service.api.app:create_app", "--factory"], env, REPO, "/readyz", 300, log_path) as base:
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 CONSOLE = [b for b in BLOCKS if b.lang == "console"]

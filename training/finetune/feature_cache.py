@@ -92,11 +92,10 @@ def _compute_features(backbone: nn.Module, crops: Sequence[np.ndarray], max_widt
     from tqdm import tqdm
 
     backbone.eval()
-    samples = crops
     widths = [width_bucket(resized_width(c.shape[0], c.shape[1], height, max_width)) for c in crops]
-    out: list[Tensor | None] = [None] * len(samples)
-    order = sorted(range(len(samples)), key=lambda i: widths[i])
-    bar = tqdm(total=len(samples), desc="backbone features", disable=not progress, dynamic_ncols=True)
+    out: list[Tensor | None] = [None] * len(crops)
+    order = sorted(range(len(crops)), key=lambda i: widths[i])
+    bar = tqdm(total=len(crops), desc="backbone features", disable=not progress, dynamic_ncols=True)
     start = 0
     while start < len(order):
         width = widths[order[start]]
