@@ -12,6 +12,8 @@ from typing import Any, Sequence
 
 import onnxruntime as ort
 
+from .shared_weights import load_shared_weights
+
 log = logging.getLogger(__name__)
 
 TRT = "TensorrtExecutionProvider"
@@ -124,15 +126,22 @@ def create_session(
     device_id: int = 0,
     cpu_mem_arena: bool = True,
 ) -> tuple[ort.InferenceSession, list[str]]:
-    """Open ``path`` with the best obtainable providers; returns (session, providers actually in use)."""
+    """Open ``path`` with the best obtainable providers; returns (session, providers actually in use).
+
+    A model exported with weights shared with its base model (``<path>.shared.json``, see
+    service.shared_weights) gets those tensors from the base file."""
     chosen = resolve_providers(providers)
     if chosen != [CPU]:
         preload_cuda_libraries()
     so = session_options(intra_threads, inter_threads, cpu_mem_arena)
+    shared = load_shared_weights(path)
+    if shared is not None:
+        shared.apply(so)
     while True:
         opts = [provider_options(p, trt_cache_dir, trt_fp16, device_id) for p in chosen]
         try:
             sess = ort.InferenceSession(str(path), sess_options=so, providers=chosen, provider_options=opts)
+            sess._ocrnet_shared_weights = shared  # type: ignore[attr-defined]  # their memory must outlive it
         except Exception as exc:  # noqa: BLE001 - provider init errors come as assorted types
             if chosen == [CPU]:
                 raise

@@ -89,6 +89,9 @@ def test_labels_jsonl_source_gives_rec_crops_and_det_pages(tmp_path):
     assert all(torch.equal(item[k], again[k]) for k in item)  # same (seed, epoch, index) -> same crop
     batch = collate_det([item, again])
     assert batch["image"].shape == (2, 3, 128, 128) and batch["thresh_mask"].shape == (2, 128, 128)
+    fatter = DetDataset(det_train, size=128, seed=0, shrink_ratio=0.6)[0]  # same crop, kernels shrunk less
+    assert torch.equal(fatter["image"], item["image"])
+    assert float(fatter["shrink_map"].sum()) > float(item["shrink_map"].sum())
 
 
 def test_synthetic_split_and_charset(tmp_path):

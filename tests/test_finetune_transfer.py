@@ -7,7 +7,7 @@ from finetune_helpers import config, det_model, det_samples, rec_model, rec_samp
 
 from training.finetune.tasks import DetTask, RecTask
 from training.finetune.trainer import Trainer
-from training.finetune.transfer import L2SP, make_teacher, teacher_class_map
+from training.finetune.transfer import L2SP, make_teacher, param_groups, teacher_class_map
 
 
 def _rec_trainer(tmp_path, samples=None, source=(), teacher=None, **kw):
@@ -44,6 +44,22 @@ def test_backbone_lr_multiplier_sets_group_lrs(tmp_path):
     backbone, head = _snapshot(tr.model.backbone), _snapshot(tr.model.head)
     tr.fit()
     assert _changed(backbone, tr.model.backbone) and _changed(head, tr.model.head)
+
+
+def test_lr_relative_to_weights_scales_each_tensor_by_its_rms():
+    """The DB head's BN-folded first conv (weights ~0.002) must get a far smaller LR than the neck around it;
+    the fresh threshold head keeps the plain LR."""
+    model = det_model()
+    for p in model.backbone.parameters():
+        p.requires_grad_(False)
+    groups = {g["name"]: g for g in param_groups(model, 1e-3, relative_to_weights=True, fresh=["thresh_head"])}
+    rms = {n: float(p.detach().pow(2).mean().sqrt()) for n, p in model.named_parameters() if p.requires_grad}
+    assert set(groups) == set(rms)  # one group per trainable tensor, none for the frozen backbone
+    assert groups["head.conv.weight"]["lr"] < 0.1 * groups["neck.ins_conv.0.conv.weight"]["lr"]
+    assert groups["head.conv.weight"]["lr"] / groups["head.up1.weight"]["lr"] == pytest.approx(
+        rms["head.conv.weight"] / rms["head.up1.weight"])
+    assert all(g["lr"] == 1e-3 for n, g in groups.items() if n.startswith("thresh_head."))
+    assert groups["head.conv.bias"]["weight_decay"] == 0.0
 
 
 def test_l2sp_zero_at_start_positive_after_a_step_and_pulls_to_source(tmp_path):

@@ -48,6 +48,9 @@ class DataConfig(_Strict):
     split_seed: int = 0
     rec_max_width: int = Field(default=320, ge=32, description="crops wider than this (at height 48) are squeezed")
     det_size: int = Field(default=640, ge=64, description="det training images are letterboxed to size x size")
+    det_shrink_ratio: float = Field(default=0.4, gt=0.0, lt=1.0,
+                                    description="DB kernel shrink ratio r of the targets (offset A(1-r^2)/L); "
+                                                "match the kernel the pretrained detector already draws")
     num_workers: int = Field(default=0, ge=0)
 
 
@@ -87,6 +90,8 @@ class TransferConfig(_Strict):
     freeze_backbone: bool = Field(default=False, description="backbone frozen (no grad, eval mode)")
     freeze_neck: bool = Field(default=False, description="with freeze_backbone: train the head only")
     backbone_lr_mult: float = Field(default=1.0, ge=0.0, description="backbone LR = lr * this (full finetune)")
+    lr_relative_to_weights: bool = Field(default=False, description="each pretrained tensor's LR scaled by its "
+                                                                    "RMS / the median RMS (BN-folded heads)")
     l2sp_lambda: float = Field(default=0.0, ge=0.0, description="lambda * sum ||theta - theta_src||^2")
     mixing: MixingConfig | None = None
     distill: DistillConfig | None = None

@@ -39,7 +39,7 @@ class DetDataset(Dataset):
 
     def __init__(self, samples: Sequence[DetSample], size: int = 640, seed: int = 0,
                  preprocess: DetPreprocessConfig | None = None, text_centred: float = 0.8,
-                 min_visible: float = 0.5) -> None:
+                 min_visible: float = 0.5, shrink_ratio: float = 0.4) -> None:
         if size % 32:
             raise ValueError("det crop size must be a multiple of 32")
         self.samples = list(samples)
@@ -48,6 +48,7 @@ class DetDataset(Dataset):
         self.cfg = preprocess or DetPreprocessConfig()
         self.text_centred = text_centred
         self.min_visible = min_visible
+        self.shrink_ratio = shrink_ratio
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -94,7 +95,7 @@ class DetDataset(Dataset):
             quad, visible = clipped
             shifted.append(quad)
             flags.append(ig or visible < self.min_visible)  # a mostly cut-off line is "don't care"
-        targets = make_db_targets(shifted, flags, s, s)
+        targets = make_db_targets(shifted, flags, s, s, shrink_ratio=self.shrink_ratio)
         item = {"image": torch.from_numpy(chw)}
         item.update({k: torch.from_numpy(v) for k, v in targets.items()})
         return item

@@ -146,7 +146,7 @@ def build_trainer(cfg: FinetuneConfig, info: DistInfo | None = None, resume: Pat
 
         model = det_from_onnx(pretrained)
         teacher = make_teacher(model) if tr.distill else None
-        task = DetTask(cfg.data.det_size)
+        task = DetTask(cfg.data.det_size, shrink_ratio=cfg.data.det_shrink_ratio)
         trainer = Trainer(cfg, model, task, task.usable(train), task.usable(val), task.usable(source), teacher,
                           info, exclude_from_l2sp=["thresh_head"], target=target)
     else:

@@ -119,8 +119,9 @@ class DetTask:
     name = "det"
 
     def __init__(self, size: int = 640, preprocess: DetPreprocessConfig | None = None,
-                 post: DBConfig | None = None) -> None:
+                 post: DBConfig | None = None, shrink_ratio: float = 0.4) -> None:
         self.size = size
+        self.shrink_ratio = shrink_ratio
         self.preprocess = preprocess or DetPreprocessConfig()  # the service defaults (= base model.json)
         self.post = post or DBConfig()
 
@@ -129,7 +130,7 @@ class DetTask:
         return samples
 
     def dataset(self, samples: Sequence[DetSample], seed: int) -> DetDataset:
-        return DetDataset(samples, self.size, seed, self.preprocess)
+        return DetDataset(samples, self.size, seed, self.preprocess, shrink_ratio=self.shrink_ratio)
 
     @property
     def collate(self):

@@ -125,7 +125,8 @@ class Trainer:
         self._neck_out: torch.Tensor | None = None
         if da:
             model.neck.register_forward_hook(self._keep_neck_output)
-        groups = param_groups(model, cfg.optim.lr, tr.backbone_lr_mult, cfg.optim.weight_decay)
+        groups = param_groups(model, cfg.optim.lr, tr.backbone_lr_mult, cfg.optim.weight_decay,
+                              tr.lr_relative_to_weights, fresh=exclude_from_l2sp)
         self.optimizer = torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=cfg.optim.betas)
         self.batches_per_epoch = math.ceil(len(self.train_sampler) / cfg.batch_size)
         self.total_steps = cfg.max_steps or cfg.epochs * self.batches_per_epoch

@@ -43,27 +43,45 @@ def set_train_mode(model: nn.Module, frozen: Iterable[str] = (), freeze_bn_stats
 
 
 def param_groups(model: nn.Module, lr: float, backbone_lr_mult: float = 1.0,
-                 weight_decay: float = 0.0) -> list[dict]:
+                 weight_decay: float = 0.0, relative_to_weights: bool = False,
+                 fresh: Sequence[str] = ()) -> list[dict]:
     """AdamW groups: backbone at ``lr * backbone_lr_mult``, the rest at ``lr``; no decay on 1-D params
-    (biases, norms). Parameters without grad and empty groups are left out."""
+    (biases, norms). Parameters without grad and empty groups are left out.
+
+    ``relative_to_weights``: each pretrained tensor gets its own group whose LR is scaled by its RMS over the
+    median RMS of the trainable pretrained tensors. Adam moves every weight by about ``lr`` per step whatever its
+    size, so a BN-folded conv whose weights are ~0.002 (the DB head's first conv) is rewritten within a few
+    steps at an LR that barely moves the ~0.1 weights around it; this keeps every tensor's relative step alike.
+    Tensors under a ``fresh`` prefix (randomly initialised heads) keep the plain LR.
+    """
     backbone_ids = {id(p) for p in model.backbone.parameters()}
-    buckets: dict[tuple[str, bool], list[nn.Parameter]] = {}
-    for p in model.parameters():
-        if not p.requires_grad:
-            continue
-        part = "backbone" if id(p) in backbone_ids else "head"
-        buckets.setdefault((part, p.ndim > 1), []).append(p)
-    groups = []
-    for (part, decay), params in sorted(buckets.items()):
-        groups.append({
-            "name": f"{part}{'' if decay else '_no_decay'}",
-            "params": params,
-            "lr": lr * (backbone_lr_mult if part == "backbone" else 1.0),
-            "weight_decay": weight_decay if decay else 0.0,
-        })
-    if not groups:
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not named:
         raise ValueError("no trainable parameters (everything frozen?)")
-    return groups
+
+    def part_of(p: nn.Parameter) -> str:
+        return "backbone" if id(p) in backbone_ids else "head"
+
+    def base_lr(p: nn.Parameter) -> float:
+        return lr * (backbone_lr_mult if part_of(p) == "backbone" else 1.0)
+
+    if relative_to_weights:
+        def is_fresh(name: str) -> bool:
+            return any(name == f or name.startswith(f + ".") for f in fresh)
+
+        rms = {n: float(p.detach().float().pow(2).mean().sqrt()) for n, p in named}
+        pretrained = sorted(v for n, v in rms.items() if not is_fresh(n) and v > 0)
+        ref = pretrained[len(pretrained) // 2] if pretrained else 1.0
+        return [{"name": n, "params": [p],
+                 "lr": base_lr(p) * (1.0 if is_fresh(n) or rms[n] == 0 else rms[n] / ref),
+                 "weight_decay": weight_decay if p.ndim > 1 else 0.0} for n, p in named]
+    buckets: dict[tuple[str, bool], list[nn.Parameter]] = {}
+    for _, p in named:
+        buckets.setdefault((part_of(p), p.ndim > 1), []).append(p)
+    return [{"name": f"{part}{'' if decay else '_no_decay'}", "params": params,
+             "lr": lr * (backbone_lr_mult if part == "backbone" else 1.0),
+             "weight_decay": weight_decay if decay else 0.0}
+            for (part, decay), params in sorted(buckets.items())]
 
 
 class L2SP(nn.Module):
