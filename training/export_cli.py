@@ -16,14 +16,18 @@ from pathlib import Path
 import numpy as np
 
 
-def _place_onnx(src: Path, dst: Path, weights: str) -> float:
-    """Copy (or fp16-/int8-store) one ONNX file; returns max |dst - src| on a probe input (0 for a copy)."""
+def _place_onnx(src: Path, dst: Path, weights: str, share_with: Path | None = None) -> float:
+    """Copy (or fp16-/int8-store, or store only what differs from ``share_with``, int8 or not) one ONNX file;
+    returns max |dst - src| on a probe input (0 for a copy or a float shared store)."""
     from training.export import (
         onnx_max_abs_diff,
+        share_weights_with,
         store_weights_fp16,
         store_weights_int8,
     )
 
+    if share_with is not None:
+        return share_weights_with(src, share_with, dst, int8_rest=weights == "int8")
     if weights == "fp32":
         shutil.copyfile(src, dst)
         return 0.0
@@ -85,6 +89,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="store weights as fp16 (half size, fp32 compute)")
     stored.add_argument("--int8-weights", action="store_const", dest="weights", const="int8",
                         help="store Conv/MatMul weights as per-channel int8 (quarter size, fp32 compute)")
+    ap.add_argument("--share-weights-with", metavar="ONNX",
+                    help="path relative to --out of the model the run started from (e.g. ../base/det.onnx): store "
+                         "only the tensors that differ from it, read from it at load time (a frozen-backbone "
+                         "detector: 0.6 instead of 10.3 MB)")
     ap.add_argument("--metrics-md", type=Path, help="markdown with the evaluation to put in the card (unset: none)")
     ap.add_argument("--fact", action="append", default=[], metavar="KEY=VALUE", help="extra card facts")
     ap.add_argument("--command", default="", help="the commands that produced the run, for the card")
@@ -93,11 +101,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     config = json.loads((args.run / "config.json").read_text(encoding="utf-8"))
     task, name = config["task"], args.name or config["name"]
+    if args.share_weights_with and args.weights == "fp16":
+        raise SystemExit("--share-weights-with stores the rest as fp32 or (--int8-weights) int8, not fp16")
     if args.checkpoint is not None:
         export_checkpoint(args.checkpoint, args.run / "export")
     args.out.mkdir(parents=True, exist_ok=True)
     src = args.run / "export" / f"{task}.onnx"
-    diff = _place_onnx(src, args.out / f"{task}.onnx", args.weights)
+    share_with = (args.out / args.share_weights_with).resolve() if args.share_weights_with else None
+    diff = _place_onnx(src, args.out / f"{task}.onnx", args.weights, share_with)
     if task == "rec":
         shutil.copyfile(args.run / "export" / "charset.json", args.out / "charset.json")
         paths = {"det": args.det, "rec": "rec.onnx", "charset": "charset.json"}
@@ -107,6 +118,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    **paths)
     facts = dict(kv.split("=", 1) for kv in args.fact)
     facts["task"] = task
+    if share_with is not None:
+        facts["shared weights"] = (f"only the tensors that differ from {args.share_weights_with} are stored here; "
+                                   "the rest are read from it at load time (service.shared_weights)")
     if args.weights != "fp32":
         facts["weights"] = (f"stored as {args.weights}, computed in fp32 (max |Δ| vs fp32 export on a probe: "
                             f"{diff:.1e})")
