@@ -106,3 +106,15 @@ def test_synthetic_split_and_charset(tmp_path):
     assert chars[:3] == [c for c in ["A", "B", "0"] if c in chars][:3] or chars
     assert "-" in chars and len(chars) == len(set(chars))
     assert isinstance(RecDataset(train)[0][0], np.ndarray)
+
+
+def test_det_bundle_settings_are_the_bundles_own():
+    """`data.det_bundle`: training crops at the scale the bundle reads at, validation on the polygons it returns."""
+    from training.finetune.tasks import bundle_det_settings
+
+    root = Path(__file__).resolve().parents[1] / "models"
+    manifest = json.loads((root / "invoice" / "model.json").read_text())
+    preprocess, post = bundle_det_settings(root / "invoice")
+    assert preprocess.max_side_len == manifest["det_max_side"]
+    assert post.output_unclip_ratio == manifest["det_output_unclip_ratio"]
+    assert bundle_det_settings(None) == (None, None)

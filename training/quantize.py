@@ -99,6 +99,7 @@ def quantize_detector(src: str | Path, out: str | Path, calibration: Iterator[np
     from service.model_bundle import sha256_file
 
     src, out = Path(src), Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     input_name = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]).get_inputs()[0].name
     # onnxruntime's quantizer logs every per-channel scale tweak on the root logger at INFO, and divides by a zero
     # range for the all-zero (pruned) channels of PP-OCRv6; both are expected, neither is news to the user.
@@ -175,6 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="size each domain's pages like its bundle here does (plates: models/plate, ...)")
     p.add_argument("--check-n", type=int, default=8, help="held-out pages per domain for the check (0: skip)")
     p.add_argument("--check-seed", type=int, default=1007, help="seed of the held-out check pages")
+    p.add_argument("--share-weights-with", type=Path, metavar="ONNX",
+                   help="the int8 copy of the model --model was finetuned from (e.g. models/base/det_int8.onnx): "
+                        "store only the tensors that differ from it (a frozen backbone quantizes to the same bytes "
+                        "with the same calibration pages)")
     return p
 
 
@@ -185,13 +190,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"unknown domains {unknown}; choose from {list(DOMAINS)}")
     configs = domain_det_configs(args.models_root, domains)
-    out = quantize_detector(args.model, args.out, synthetic_det_inputs(domains, args.n, args.seed, configs), metadata={
-        "calibration": f"{args.method} on synthetic pages {','.join(domains)} x{args.n}, seed {args.seed}"},
-        method=args.method)
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, float {args.model.stat().st_size / 1e6:.1f} MB)")
-    if args.check_n:
-        check = compare_detectors(args.model, out, synthetic_det_inputs(domains, args.check_n, args.check_seed, configs))
-        print(check.summary())
+    with tempfile.TemporaryDirectory() as tmp:
+        whole = Path(tmp) / "det_int8.onnx" if args.share_weights_with else args.out
+        quantize_detector(args.model, whole, synthetic_det_inputs(domains, args.n, args.seed, configs), metadata={
+            "calibration": f"{args.method} on synthetic pages {','.join(domains)} x{args.n}, seed {args.seed}"},
+            method=args.method)
+        if args.share_weights_with:
+            from training.export import share_weights_with
+
+            share_weights_with(whole, args.share_weights_with, args.out)
+        print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB, float {args.model.stat().st_size / 1e6:.1f} MB)")
+        if args.check_n:
+            check = compare_detectors(args.model, whole,
+                                      synthetic_det_inputs(domains, args.check_n, args.check_seed, configs))
+            print(check.summary())
     return 0
 
 

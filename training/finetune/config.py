@@ -48,6 +48,9 @@ class DataConfig(_Strict):
     split_seed: int = 0
     rec_max_width: int = Field(default=320, ge=32, description="crops wider than this (at height 48) are squeezed")
     det_size: int = Field(default=640, ge=64, description="det training images are letterboxed to size x size")
+    det_bundle: Path | None = Field(default=None, description="det: take the input scaling and DB post-process from "
+                                                              "this bundle's model.json (train at the scale the "
+                                                              "service reads at, validate on the polygons it returns)")
     det_shrink_ratio: float = Field(default=0.4, gt=0.0, lt=1.0,
                                     description="DB kernel shrink ratio r of the targets (offset A(1-r^2)/L); "
                                                 "match the kernel the pretrained detector already draws")

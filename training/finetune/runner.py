@@ -17,7 +17,7 @@ from training.data.synth.registry import DOMAINS, SyntheticSamples
 from training.finetune.cli_args import build_parser, prepare_config
 from training.finetune.config import DataSource, FinetuneConfig
 from training.finetune.distributed import DistInfo, barrier, cleanup, init_distributed
-from training.finetune.tasks import DetTask, RecTask
+from training.finetune.tasks import DetTask, RecTask, bundle_det_settings
 from training.finetune.trainer import Trainer, seed_everything
 from training.finetune.transfer import make_teacher, teacher_class_map
 
@@ -146,7 +146,8 @@ def build_trainer(cfg: FinetuneConfig, info: DistInfo | None = None, resume: Pat
 
         model = det_from_onnx(pretrained)
         teacher = make_teacher(model) if tr.distill else None
-        task = DetTask(cfg.data.det_size, shrink_ratio=cfg.data.det_shrink_ratio)
+        task = DetTask(cfg.data.det_size, *bundle_det_settings(cfg.data.det_bundle),
+                       shrink_ratio=cfg.data.det_shrink_ratio)
         trainer = Trainer(cfg, model, task, task.usable(train), task.usable(val), task.usable(source), teacher,
                           info, exclude_from_l2sp=["thresh_head"], target=target)
     else:

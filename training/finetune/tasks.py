@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -14,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from service.vision.ctc import ctc_greedy_decode
-from service.vision.db_postprocess import DBConfig, db_boxes
+from service.vision.db_postprocess import DBConfig, db_line_boxes
 from service.vision.det_preprocess import DetPreprocessConfig, prepare_det_input
 from service.vision.images import to_bgr_array
 from service.vision.rec_preprocess import make_rec_batches
@@ -113,6 +114,18 @@ def care_counts(pred: Sequence[np.ndarray], lines: Sequence) -> PRCounts:
     return counts
 
 
+def bundle_det_settings(bundle_dir: str | Path | None) -> tuple[DetPreprocessConfig | None, DBConfig | None]:
+    """The detector input scaling and DB post-process a bundle's model.json asks for; (None, None) = the
+    service defaults."""
+    if bundle_dir is None:
+        return None, None
+    from service.model_bundle import ModelBundle
+
+    m = ModelBundle(bundle_dir).manifest
+    return m.det_preprocess(), DBConfig(thresh=m.det_thresh, box_thresh=m.det_box_thresh,
+                                        unclip_ratio=m.det_unclip_ratio, output_unclip_ratio=m.det_output_unclip_ratio)
+
+
 class DetTask:
     """DB detector; training crops of ``size`` x ``size``, validation on whole pages like the service."""
 
@@ -163,7 +176,7 @@ class DetTask:
             inp = prepare_det_input(to_bgr_array(s.image), self.preprocess)
             prob = model(torch.from_numpy(inp.tensor[None]).to(device)).float().cpu().numpy()[0, 0]
             rh, rw = inp.valid_hw
-            quads, _ = db_boxes(prob[:rh, :rw], inp.work.shape[:2], self.post)
+            _, quads, _ = db_line_boxes(prob[:rh, :rw], inp.work.shape[:2], self.post)  # the returned polygons
             quads = [np.stack([q[:, 0] * inp.ratio_hw[1], (q[:, 1] - inp.pad_top) * inp.ratio_hw[0]], 1)
                      for q in quads]
             total += care_counts(quads, s.lines)
