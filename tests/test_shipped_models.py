@@ -1,6 +1,7 @@
 """The shipped models/ layout: every profile resolves to a loadable bundle, domain bundles share files."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from service.api.config import Settings
@@ -18,15 +19,20 @@ def test_every_profile_resolves_to_its_shipped_bundle():
     bundles = {name: ModelBundle(d) for name, d in dirs.items()}
     base_det = (MODELS / "base" / "det.onnx").resolve()
     assert all(b.det_path == base_det for b in bundles.values())  # one detector file on disk
-    assert bundles["invoice"].rec_path == bundles["id"].rec_path == (MODELS / "domains" / "rec.onnx").resolve()
+    assert bundles["invoice"].rec_path == (MODELS / "receipts_rec" / "rec.onnx").resolve()
+    assert bundles["id"].rec_path == (MODELS / "domains" / "rec.onnx").resolve()
+    for rec in ("receipts_rec", "domains"):  # finetuned necks and heads on the one shipped backbone
+        spec = json.loads((MODELS / rec / "rec.onnx.shared.json").read_text())
+        assert (MODELS / rec / spec["base"]).resolve() == bundles["plate"].rec_path == (MODELS / "base" / "rec.onnx").resolve()
 
 
 def test_domain_recognizer_covers_the_domain_alphabets():
-    classes = ModelBundle(MODELS / "invoice").classes
-    assert classes[0] == "" and len(classes) < 200  # cut head: blank + the domains' characters
-    for text in ("P<UTOERIKSSON<<ANNA<MARIA", "L898902C36UTO7408122F1204159ZE184226B<<<<<10",
-                 "TOTAL RM 1,234.56", "12/03/2018", "ABC-1234"):
-        assert set(text) <= set(classes[1:]), text
+    for bundle in ("invoice", "id"):
+        classes = ModelBundle(MODELS / bundle).classes
+        assert classes[0] == "" and len(classes) < 200  # cut head: blank + the domains' characters
+        for text in ("P<UTOERIKSSON<<ANNA<MARIA", "L898902C36UTO7408122F1204159ZE184226B<<<<<10",
+                     "TOTAL RM 1,234.56", "12/03/2018", "ABC-1234"):
+            assert set(text) <= set(classes[1:]), (bundle, text)
 
 
 def test_every_shipped_model_dir_has_a_card_with_its_command_and_metrics():
@@ -42,6 +48,6 @@ def test_only_the_invoice_bundle_returns_text_hugging_boxes_and_its_pipeline_use
 
     ratios = {m.parent.name: ModelBundle(m.parent).manifest.det_output_unclip_ratio
               for m in sorted(MODELS.glob("*/model.json"))}
-    assert ratios == {"base": None, "domains": None, "id": None, "invoice": 1.3, "plate": None}
+    assert ratios == {"base": None, "domains": None, "id": None, "invoice": 1.3, "plate": None, "receipts_rec": None}
     config = OcrPipeline.from_dir(MODELS / "invoice", providers=["cpu"], intra_threads=1).db_config
     assert (config.unclip_ratio, config.output_unclip_ratio) == (1.6, 1.3)  # crops keep the recognizer's margin
