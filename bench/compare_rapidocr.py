@@ -62,6 +62,7 @@ class Line:
     confidence: float
     polygon: list[tuple[float, float]]
     char_confidences: tuple[float, ...] = ()
+    char_evidence: tuple[Any, ...] = ()  # OCRNet's per-character alternatives, which the plate and id profiles use
 
 
 Engine = Callable[[bytes], list[Line]]
@@ -81,7 +82,8 @@ def ocrnet_engine(model_dir: Path, threads: int, profile: str, second_look: bool
 
     def run(data: bytes) -> list[Line]:
         lines = read_for_profile(pipe, impl, data, read_options).lines
-        return [Line(t.text, t.confidence, [tuple(map(float, p)) for p in t.polygon], tuple(t.char_confidences))
+        return [Line(t.text, t.confidence, [tuple(map(float, p)) for p in t.polygon], tuple(t.char_confidences),
+                     tuple(getattr(t, "char_evidence", ())))
                 for t in lines]
 
     return run
