@@ -1,7 +1,6 @@
 """Model directory manifest (models/<name>/model.json): paths, charset, hashes for /v1/models."""
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.runtime import CPU
+from service.shared_weights import sha256_file
 from service.vision.charset import load_charset
 from service.vision.det_preprocess import DetPreprocessConfig
 
@@ -63,14 +63,6 @@ class ModelManifest(BaseModel):
         return DetPreprocessConfig(limit_side_len=self.det_limit_side, limit_type=self.det_limit_type,
                                    max_side_len=self.det_max_side, mean=self.det_mean, std=self.det_std,
                                    max_upscale=self.det_max_upscale, buckets=buckets)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class ModelBundle:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-__all__ = ["SIDECAR_SUFFIX", "SharedWeights", "load_shared_weights", "sidecar_path"]
+__all__ = ["SIDECAR_SUFFIX", "SharedWeights", "load_shared_weights", "sha256_file", "sidecar_path"]
 
 SIDECAR_SUFFIX = ".shared.json"
 
@@ -32,7 +32,8 @@ def sidecar_path(model_path: str | Path) -> Path:
     return path.with_name(path.name + SIDECAR_SUFFIX)
 
 
-def file_sha256(path: str | Path) -> str:
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks (model files are tens of MB)."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -62,7 +63,7 @@ def load_shared_weights(model_path: str | Path) -> SharedWeights | None:
     base = (sidecar.parent / spec["base"]).resolve()
     if not base.is_file():
         raise FileNotFoundError(f"{Path(model_path).name} shares weights with {spec['base']}, which is missing")
-    if base.stat().st_size != spec["base_size"] or file_sha256(base) != spec["base_sha256"]:
+    if base.stat().st_size != spec["base_size"] or sha256_file(base) != spec["base_sha256"]:
         raise ValueError(f"{Path(model_path).name} was exported against another {spec['base']} (size or SHA-256 "
                          "differ); re-export it against this one")
     data = np.memmap(base, dtype=np.uint8, mode="r")

@@ -199,7 +199,7 @@ def share_weights_with(src: str | Path, base: str | Path, dst: str | Path, min_b
 
     from onnx import TensorProto
 
-    from service.shared_weights import SIDECAR_SUFFIX, file_sha256
+    from service.shared_weights import sha256_file, sidecar_path
 
     shareable = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.INT8, TensorProto.UINT8}
     src, base, dst = Path(src), Path(base), Path(dst)
@@ -235,11 +235,10 @@ def share_weights_with(src: str | Path, base: str | Path, dst: str | Path, min_b
             entry.key, entry.value = key, value
     dst.parent.mkdir(parents=True, exist_ok=True)
     onnx.save_model(model, str(dst))
-    sidecar = dst.with_name(dst.name + SIDECAR_SUFFIX)
-    sidecar.write_text(json.dumps({"base": location, "base_size": len(base_bytes), "base_sha256": file_sha256(base),
-                                   "tensors": tensors}, indent=1) + "\n")
-    height = _cpu_session(src).get_inputs()[0].shape[2]  # the recognizer's is fixed (48), the detector's free
-    shape = (2, 3, height, 320) if isinstance(height, int) else (1, 3, 96, 128)
+    sidecar_path(dst).write_text(json.dumps({"base": location, "base_size": len(base_bytes),
+                                             "base_sha256": sha256_file(base), "tensors": tensors}, indent=1) + "\n")
+    height = model.graph.input[0].type.tensor_type.shape.dim[2].dim_value  # rec: fixed 48; det: 0 (free)
+    shape = (2, 3, height, 320) if height else (1, 3, 96, 128)
     probe = np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)
     diff = onnx_max_abs_diff(dst, None, [probe], reference_onnx=src)
     if diff > 0 and not int8_rest:
