@@ -59,11 +59,10 @@ def param_groups(model: nn.Module, lr: float, backbone_lr_mult: float = 1.0,
     if not named:
         raise ValueError("no trainable parameters (everything frozen?)")
 
+    part_lr = {"backbone": lr * backbone_lr_mult, "head": lr}
+
     def part_of(p: nn.Parameter) -> str:
         return "backbone" if id(p) in backbone_ids else "head"
-
-    def base_lr(p: nn.Parameter) -> float:
-        return lr * (backbone_lr_mult if part_of(p) == "backbone" else 1.0)
 
     if relative_to_weights:
         def is_fresh(name: str) -> bool:
@@ -73,13 +72,12 @@ def param_groups(model: nn.Module, lr: float, backbone_lr_mult: float = 1.0,
         pretrained = sorted(v for n, v in rms.items() if not is_fresh(n) and v > 0)
         ref = pretrained[len(pretrained) // 2] if pretrained else 1.0
         return [{"name": n, "params": [p],
-                 "lr": base_lr(p) * (1.0 if is_fresh(n) or rms[n] == 0 else rms[n] / ref),
+                 "lr": part_lr[part_of(p)] * (1.0 if is_fresh(n) or rms[n] == 0 else rms[n] / ref),
                  "weight_decay": weight_decay if p.ndim > 1 else 0.0} for n, p in named]
     buckets: dict[tuple[str, bool], list[nn.Parameter]] = {}
     for _, p in named:
         buckets.setdefault((part_of(p), p.ndim > 1), []).append(p)
-    return [{"name": f"{part}{'' if decay else '_no_decay'}", "params": params,
-             "lr": lr * (backbone_lr_mult if part == "backbone" else 1.0),
+    return [{"name": f"{part}{'' if decay else '_no_decay'}", "params": params, "lr": part_lr[part],
              "weight_decay": weight_decay if decay else 0.0}
             for (part, decay), params in sorted(buckets.items())]
 
