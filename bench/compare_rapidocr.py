@@ -29,7 +29,6 @@ import resource
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -45,6 +44,7 @@ from _common import (
 )
 
 sys.path.insert(0, str(REPO))
+from training.evaluation.run import SavedLine
 
 # The figures each domain is judged by (all of the scorer's metrics go to the JSON).
 HEADLINE_METRICS = {
@@ -54,18 +54,7 @@ HEADLINE_METRICS = {
 }
 
 
-@dataclass(frozen=True)
-class Line:
-    """The TextLine shape profiles and scorers consume, built from either engine's output."""
-
-    text: str
-    confidence: float
-    polygon: list[tuple[float, float]]
-    char_confidences: tuple[float, ...] = ()
-    char_evidence: tuple[Any, ...] = ()  # OCRNet's per-character alternatives, which the plate and id profiles use
-
-
-Engine = Callable[[bytes], list[Line]]
+Engine = Callable[[bytes], list[SavedLine]]  # TextLine's fields as plain data, picklable across the engine pipes
 
 
 def ocrnet_engine(model_dir: Path, threads: int, profile: str, second_look: bool = True,
@@ -80,10 +69,10 @@ def ocrnet_engine(model_dir: Path, threads: int, profile: str, second_look: bool
     impl = get_profile(profile)
     read_options = ReadOptions(**(options or {}), second_look=second_look)
 
-    def run(data: bytes) -> list[Line]:
+    def run(data: bytes) -> list[SavedLine]:
         lines = read_for_profile(pipe, impl, data, read_options).lines
-        return [Line(t.text, t.confidence, [tuple(map(float, p)) for p in t.polygon], tuple(t.char_confidences),
-                     tuple(getattr(t, "char_evidence", ())))
+        return [SavedLine(t.text, t.confidence, [tuple(map(float, p)) for p in t.polygon],
+                          tuple(t.char_confidences), tuple(t.char_evidence))
                 for t in lines]
 
     return run
@@ -107,11 +96,11 @@ def rapidocr_engine(threads: int, det_limit: tuple[int, str] | None = None) -> E
         "EngineConfig.onnxruntime.inter_op_num_threads": 1,
     })
 
-    def run(data: bytes) -> list[Line]:
+    def run(data: bytes) -> list[SavedLine]:
         out = engine(data)
         if out.boxes is None or out.txts is None:
             return []
-        return [Line(t, float(s), [tuple(map(float, p)) for p in box])
+        return [SavedLine(t, float(s), [tuple(map(float, p)) for p in box])
                 for box, t, s in zip(out.boxes, out.txts, out.scores, strict=True)]
 
     return run
@@ -157,7 +146,7 @@ class EngineProcess:
         status, self.rss_at_start = self.conn.recv()
         assert status == "ready"
 
-    def run(self, data: bytes) -> tuple[float, list[Line]]:
+    def run(self, data: bytes) -> tuple[float, list[SavedLine]]:
         self.conn.send(("run", data))
         return self.conn.recv()
 
@@ -208,7 +197,7 @@ def compare(data_dir: Path, domain: str, model_dir: Path, threads: int, limit: i
             for engine in engines.values():
                 engine.run(data)
         seconds = {k: 0.0 for k in engines}
-        preds: dict[str, list[list[Line]]] = {k: [] for k in engines}
+        preds: dict[str, list[list[SavedLine]]] = {k: [] for k in engines}
         order = list(engines)
         for i, (record, (data, _)) in enumerate(zip(records, loaded)):
             for key in order if i % 2 == 0 else order[::-1]:
