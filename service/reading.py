@@ -1,8 +1,9 @@
 """What the service reads of one image for a profile: one plan for the async engine and for sync callers.
 
 The plan (``read_for_profile_async``): a profile with a focused read (id: the MRZ band) gets a low-resolution
-detector pass that locates its region, then a read of that region only; when no region is found or its fields are
-not what the profile needs, the whole page is read, as for every other profile. A profile's second look (plate
+detector pass that locates its region, then a read of that region only, and when its fields are not what the
+profile needs, a second read of the region at its own resolution; when no region is found, or neither read is
+accepted nor settled (``FocusedRead.settled``), the whole page is read, as for every other profile. A profile's second look (plate
 photos read again at higher resolution) follows the whole-page read. The steps themselves (detector pass, read,
 fields) come from a ``ReadSteps``: the service's batchers in ``service.api.engine``, or an ``OcrPipeline`` called
 directly (``read_for_profile``, for evaluation and bench/).
@@ -82,10 +83,14 @@ async def read_for_profile_async(steps: ReadSteps, profile: Profile, image: Imag
     if focus is not None:
         box = focus.region(await steps.locate(image, focus.locate_det_limit), size)
         if box is not None:
-            lines = await steps.read(image.crop(box), focus.region_det_limit)
-            lines = _kept(steps, _shifted(lines, box[0], box[1]), options.min_confidence)
-            fields = await steps.fields(profile, lines, size)
-            if focus.accept(fields):
+            region = image.crop(box)
+            for det_limit in focus.region_det_limits():
+                lines = await steps.read(region, det_limit)
+                lines = _kept(steps, _shifted(lines, box[0], box[1]), options.min_confidence)
+                fields = await steps.fields(profile, lines, size)
+                if focus.accept(fields):
+                    return ProfileRead(lines, fields, "region")
+            if focus.settled(fields):
                 return ProfileRead(lines, fields, "region")
     lines = _kept(steps, await steps.read(image), options.min_confidence)
     fields = await steps.fields(profile, lines, size)

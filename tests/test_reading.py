@@ -14,7 +14,7 @@ from PIL import Image
 from rendering import OCR_B, PageLine, render_page
 
 from service.pipeline import OcrPipeline, TextLine
-from service.profiles import get_profile
+from service.profiles import IdDocumentProfile, get_profile
 from service.profiles.mrz_band import MrzBand, find_mrz_band
 from service.reading import ReadOptions, read_for_profile, read_for_profile_async
 
@@ -58,8 +58,11 @@ def line(text: str, x0: float, y0: float, x1: float, y1: float) -> TextLine:
 class FakeSteps:
     """ReadSteps that record what was asked; the whole page has a title and the MRZ, the region only the MRZ."""
 
-    def __init__(self, page: list[TextLine], region: list[TextLine], quads: np.ndarray) -> None:
+    def __init__(self, page: list[TextLine], region: list[TextLine], quads: np.ndarray,
+                 retry: list[TextLine] | None = None) -> None:
+        """``retry``: what the region's second read (at MrzBand's retry limits) finds; unset: the same as the first."""
         self.page, self.region, self.quads = page, region, quads
+        self.retry = region if retry is None else retry
         self.calls: list[tuple[str, Any]] = []
 
     async def locate(self, image: Image.Image, det_limit: tuple[int, str]) -> np.ndarray:
@@ -68,7 +71,9 @@ class FakeSteps:
 
     async def read(self, image: Image.Image, det_limit: tuple[int, str] | None = None) -> list[TextLine]:
         self.calls.append(("read", (image.size, det_limit)))
-        return self.region if image.size != (2400, 1648) else self.page
+        if image.size == (2400, 1648):
+            return self.page
+        return self.retry if det_limit == MrzBand.region_retry_det_limit else self.region
 
     def complete(self, lines: list[TextLine]) -> list[TextLine]:
         return lines
@@ -106,8 +111,28 @@ def test_the_id_plan_reads_the_whole_page_when_the_band_has_no_valid_mrz():
     steps = FakeSteps(page, broken, MRZ_QUADS)
     result = run_plan(steps)
     assert result.scope == "page" and result.fields["valid"] and len(result.lines) == 3
+    assert [c[0] for c in steps.calls] == ["locate", "read", "read", "read"]
+    assert steps.calls[2][1][1] == MrzBand.region_retry_det_limit  # the band again, at its own resolution
+    assert steps.calls[3][1] == ((2400, 1648), None)  # then the page, at the bundle's own detector limits
+
+
+def test_the_band_read_again_at_its_own_resolution_answers_without_the_page():
+    broken = [line(SPECIMEN[0], 10, 60, 1790, 120), line(SPECIMEN[1][:20], 12, 176, 900, 236)]
+    whole = [line(SPECIMEN[0], 10, 60, 1790, 120), line(SPECIMEN[1], 12, 176, 1790, 236)]
+    steps = FakeSteps([line("PASSPORT", 100, 100, 600, 160)], broken, MRZ_QUADS, retry=whole)
+    result = run_plan(steps)
+    assert result.scope == "region" and result.fields["valid"]
     assert [c[0] for c in steps.calls] == ["locate", "read", "read"]
-    assert steps.calls[2][1] == ((2400, 1648), None)  # the bundle's own detector limits
+
+
+def test_a_settled_band_answers_and_a_failing_check_digit_sends_the_page():
+    band = MrzBand()
+    checks = {"document_number": True, "birth_date": True, "expiry_date": True, "composite": True}
+    # every check digit holds, yet not valid (another reading of the number passes too): the band held the MRZ
+    assert band.settled({"mrz_type": "TD3", "valid": False, "check_digits": checks})
+    assert not band.settled({"mrz_type": "TD3", "valid": False, "check_digits": {**checks, "composite": False}})
+    assert not band.settled({"mrz_type": None, "valid": False, "check_digits": {}})
+    assert not band.settled({"mrz_type": "TD3", "valid": False, "check_digits": {}})
 
 
 def test_all_text_reads_the_whole_page_without_locating_and_min_confidence_applies():
@@ -171,3 +196,24 @@ def test_the_api_answers_the_id_profile_with_the_band_unless_all_text_is_asked(t
         bad = client.post("/v1/ocr", data={"profile": "id", "all_text": "maybe"},
                           files={"files": ("p.png", data, "image/png")})
         assert bad.status_code == 422 and bad.json()["error"]["code"] == "validation_error"
+
+
+def test_the_plan_answers_from_a_settled_band_without_reading_the_page():
+    class Unaccepting(MrzBand):
+        """Accepts nothing, so only `settled` can keep the page from being read."""
+
+        def accept(self, fields: dict[str, Any]) -> bool:
+            return False
+
+    class Strict(IdDocumentProfile):
+        focus = Unaccepting()
+
+    region = [line(SPECIMEN[0], 10, 60, 1790, 120), line(SPECIMEN[1], 12, 176, 1790, 236)]
+    steps = FakeSteps([line("PASSPORT", 100, 100, 600, 160)], region, MRZ_QUADS)
+    page = Image.new("RGB", (2400, 1648), "white")
+    result = asyncio.run(read_for_profile_async(steps, Strict(), page))
+    assert result.scope == "region" and [c[0] for c in steps.calls] == ["locate", "read", "read"]
+    broken = [line(SPECIMEN[0], 10, 60, 1790, 120), line(SPECIMEN[1].replace("C36", "C37"), 12, 176, 1790, 236)]
+    steps = FakeSteps([line("PASSPORT", 100, 100, 600, 160)], broken, MRZ_QUADS)
+    result = asyncio.run(read_for_profile_async(steps, Strict(), page))
+    assert result.scope == "page" and [c[0] for c in steps.calls] == ["locate", "read", "read", "read"]

@@ -114,11 +114,19 @@ def group_rows(boxes: Sequence[LineBox]) -> list[list[LineBox]]:
 
 class FocusedRead(ABC):
     """A profile that needs one region of the page, not every word on it: a detector pass at low resolution
-    (boxes only) locates the region, and only the region is read, at the resolution it needs. When no region is
-    found, or its fields are not what the profile needs, the whole page is read as usual."""
+    (boxes only) locates the region, and only the region is read, at the resolution it needs. When its fields are
+    not what the profile needs, the region is read once more at the retry limits (the detector at the region's own
+    resolution: the pixels and scale a whole-page read would give it, at a fraction of the page's cost). Only when
+    no region is found, or the region's fields are neither accepted nor settled, is the whole page read."""
 
     locate_det_limit: ClassVar[tuple[int, str]]  # detector (limit_side_len, limit_type) of the locating pass
     region_det_limit: ClassVar[tuple[int, str]]  # detector limits inside the region (crops keep full resolution)
+    region_retry_det_limit: ClassVar[tuple[int, str] | None] = None  # the second read of the region; None: none
+
+    def region_det_limits(self) -> list[tuple[int, str]]:
+        """The detector limits the region is read at, in order, until its fields are accepted."""
+        retry = self.region_retry_det_limit
+        return [self.region_det_limit] + ([retry] if retry is not None and retry != self.region_det_limit else [])
 
     @abstractmethod
     def region(self, quads: Any, image_size: tuple[int, int]) -> tuple[int, int, int, int] | None:
@@ -126,7 +134,12 @@ class FocusedRead(ABC):
 
     @abstractmethod
     def accept(self, fields: dict[str, Any]) -> bool:
-        """Whether the region's fields answer the request (else the whole page is read)."""
+        """Whether the region's fields answer the request (else the region is read again, then the page)."""
+
+    def settled(self, fields: dict[str, Any]) -> bool:
+        """Whether the last region read, though not accepted, shows the region held all the profile needs, so
+        that a whole-page read would only read the same pixels again: then it answers (default: never)."""
+        return False
 
 
 class Profile(ABC):
@@ -156,7 +169,7 @@ class Profile(ABC):
         """Detector limits this profile may ask for besides the bundle's (the service warms them up on GPUs)."""
         limits = [self.second_look_det_limit] if self.second_look_det_limit is not None else []
         if self.focus is not None:
-            limits += [self.focus.locate_det_limit, self.focus.region_det_limit]
+            limits += [self.focus.locate_det_limit, *self.focus.region_det_limits()]
         return limits
 
     # A second read of the same image with other detector limits, when the first found nothing usable. The
