@@ -7,12 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from finetune_helpers import rec_samples
 from PIL import Image, ImageDraw
 from pydantic import ValidationError
 
+from service.vision.images import to_bgr_array
 from service.vision.rec_preprocess import make_rec_batches, normalize_crop
 from training.finetune.config import FinetuneConfig, load_config
 from training.finetune.datasets import DetDataset, RecDataset, collate_det, collate_rec
+from training.finetune.rec_augment import augment_crop
 from training.finetune.runner import domain_characters, load_data, load_source
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,7 +38,10 @@ def test_json_config_and_invalid_combinations(tmp_path):
                 {"transfer": {"freeze_neck": True}},
                 {"transfer": {"mixing": {"alpha": 1.5, "source": [{"kind": "synthetic", "domain": "ids"}]}}},
                 {"data": {"train": [{"kind": "labels_jsonl"}]}},
-                {"epochs": 0}, {"unknown_field": 1}):
+                {"epochs": 0}, {"unknown_field": 1},
+                {"data": {**raw["data"], "rec_augment": 0.5},  # cached (frozen) features cannot vary
+                 "transfer": {"freeze_backbone": True, "cache_features": True}},
+                {"transfer": {"freeze_backbone": True, "train_backbone_blocks": 2}}):
         with pytest.raises(ValidationError):
             FinetuneConfig.model_validate({**raw, **bad})
 
@@ -118,3 +124,21 @@ def test_det_bundle_settings_are_the_bundles_own():
     assert preprocess.max_side_len == manifest["det_max_side"]
     assert post.output_unclip_ratio == manifest["det_output_unclip_ratio"]
     assert bundle_det_settings(None) == (None, None)
+
+
+def test_augmented_crops_vary_per_epoch_keep_their_text_and_replay_the_same():
+    samples = rec_samples(2)
+    plain = RecDataset(samples)
+    varied = RecDataset(samples, augment=0.6, seed=3)
+    assert np.array_equal(plain[0][0], to_bgr_array(samples[0].image)) and plain[0][1] == samples[0].text
+    first = varied[0]
+    assert first[1] == samples[0].text and first[0].dtype == np.uint8 and first[0].shape[2] == 3
+    assert np.array_equal(varied[0][0], first[0])  # same (seed, epoch, index): same variant (resume)
+    varied.set_epoch(1)
+    assert not np.array_equal(varied[0][0], first[0])  # a new epoch: a new variant
+    # the box moves by a fraction of the crop height, never by whole characters
+    rgb = np.asarray(samples[1].image.convert("RGB"))
+    for k in range(20):
+        out = augment_crop(rgb, np.random.default_rng(k), level=0.0)
+        h, w = rgb.shape[:2]
+        assert 0.9 * h <= out.shape[0] <= 1.3 * h + 1 and w - 0.06 * h - 1 <= out.shape[1] <= w + 0.3 * h + 1

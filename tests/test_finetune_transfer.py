@@ -36,6 +36,19 @@ def test_frozen_backbone_trains_only_the_head(tmp_path):
     assert not any(id(p) in trained for p in tr.model.backbone.parameters())
 
 
+def test_training_the_backbones_last_blocks_leaves_the_rest_as_pretrained(tmp_path):
+    tr = _rec_trainer(tmp_path, transfer={"train_backbone_blocks": 2, "backbone_lr_mult": 0.5}, max_steps=2)
+    blocks = tr.model.backbone.blocks
+    early, tail = _snapshot(blocks[0]), _snapshot(blocks[len(blocks) - 1])
+    stem = _snapshot(tr.model.backbone.stem)
+    tr.fit()
+    assert not _changed(early, blocks[0]) and not _changed(stem, tr.model.backbone.stem)
+    assert _changed(tail, blocks[len(blocks) - 1])
+    trained = {id(p) for g in tr.optimizer.param_groups for p in g["params"]}
+    assert {id(p) for p in blocks[len(blocks) - 3].parameters()}.isdisjoint(trained)
+    assert {id(p) for p in blocks[len(blocks) - 2].parameters()} <= trained
+
+
 def test_backbone_lr_multiplier_sets_group_lrs(tmp_path):
     tr = _rec_trainer(tmp_path, transfer={"backbone_lr_mult": 0.1}, max_steps=1)
     lrs = {g["name"]: g["lr"] for g in tr.optimizer.param_groups}

@@ -47,6 +47,8 @@ class DataConfig(_Strict):
                                 description="held out of train when no explicit val sources are given")
     split_seed: int = 0
     rec_max_width: int = Field(default=320, ge=32, description="crops wider than this (at height 48) are squeezed")
+    rec_augment: float = Field(default=0.0, ge=0.0, le=1.5, description="rec: vary the training crops (box jitter, "
+                               "tilt, scale) with camera degradations at this level; 0: off")
     det_size: int = Field(default=640, ge=64, description="det training images are letterboxed to size x size")
     det_bundle: Path | None = Field(default=None, description="det: take the input scaling and DB post-process from "
                                                               "this bundle's model.json (train at the scale the "
@@ -93,6 +95,8 @@ class TransferConfig(_Strict):
     freeze_backbone: bool = Field(default=False, description="backbone frozen (no grad, eval mode)")
     freeze_neck: bool = Field(default=False, description="with freeze_backbone: train the head only")
     backbone_lr_mult: float = Field(default=1.0, ge=0.0, description="backbone LR = lr * this (full finetune)")
+    train_backbone_blocks: int | None = Field(default=None, ge=1, description="without freeze_backbone: train "
+                                              "only the backbone's last N blocks (the rest stays pretrained)")
     lr_relative_to_weights: bool = Field(default=False, description="each pretrained tensor's LR scaled by its "
                                                                     "RMS / the median RMS (BN-folded heads)")
     l2sp_lambda: float = Field(default=0.0, ge=0.0, description="lambda * sum ||theta - theta_src||^2")
@@ -138,6 +142,10 @@ class FinetuneConfig(_Strict):
         if self.transfer.cache_features and not (self.task == "rec" and self.transfer.freeze_backbone):
             raise ValueError("cache_features needs task rec and freeze_backbone (a training backbone has no "
                              "fixed features to cache)")
+        if self.transfer.train_backbone_blocks is not None and self.transfer.freeze_backbone:
+            raise ValueError("train_backbone_blocks trains part of the backbone, freeze_backbone freezes all of it")
+        if self.data.rec_augment > 0 and (self.task != "rec" or self.transfer.cache_features):
+            raise ValueError("rec_augment needs task rec without cache_features (cached features are fixed)")
         if self.transfer.domain_adaptation and self.transfer.freeze_neck:
             raise ValueError("domain_adaptation aligns neck features, which a frozen neck cannot move")
         return self

@@ -29,6 +29,7 @@ from service.vision.rec_preprocess import (
 )
 from training.data.samples import DetSample, RecSample
 from training.finetune.det_targets import make_db_targets
+from training.finetune.rec_augment import augment_crop
 
 
 class DetDataset(Dataset):
@@ -122,20 +123,30 @@ def collate_det(items: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Ten
 
 
 class RecDataset(Dataset):
-    """Text-line crops as BGR arrays plus their transcript; :func:`collate_rec` does the resizing."""
+    """Text-line crops as BGR arrays plus their transcript; :func:`collate_rec` does the resizing.
 
-    def __init__(self, samples: Sequence[RecSample]) -> None:
+    ``augment`` > 0: each crop is varied (``rec_augment.augment_crop`` at that degradation level) by a generator
+    seeded by (seed, epoch, index), so every epoch shows new variants and a resumed run the same ones."""
+
+    def __init__(self, samples: Sequence[RecSample], augment: float = 0.0, seed: int = 0) -> None:
         self.samples = list(samples)
+        self.augment = augment
+        self.seed = seed
+        self.epoch = 0
 
-    def set_epoch(self, epoch: int) -> None:  # same interface as DetDataset; crops are not augmented here
-        pass
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, str]:
         sample = self.samples[index]
-        return to_bgr_array(sample.image), sample.text
+        if self.augment <= 0:
+            return to_bgr_array(sample.image), sample.text
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        rgb = augment_crop(np.asarray(sample.image.convert("RGB")), rng, self.augment)
+        return np.ascontiguousarray(rgb[:, :, ::-1]), sample.text
 
 
 def rec_batch_width(crops: Sequence[np.ndarray], max_width: int, height: int = REC_HEIGHT) -> int:

@@ -163,7 +163,8 @@ class CachedRecTask(RecTask):
         self.cache_dir = cache_dir
         self.pad = padding_column(backbone)
 
-    def dataset(self, samples: Sequence[RecSample], seed: int) -> FeatureDataset:
+    def dataset(self, samples: Sequence[RecSample], seed: int, training: bool = False) -> FeatureDataset:
+        """Features are computed once, so nothing is varied (the config refuses rec_augment with a cache)."""
         feats = backbone_features(self.backbone, samples, self.max_width, progress=self.progress,
                                   cache_dir=self.cache_dir)
         return FeatureDataset(feats, [s.text for s in samples])

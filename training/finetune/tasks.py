@@ -38,8 +38,10 @@ class RecTask:
     name = "rec"
 
     def __init__(self, classes: Sequence[str], max_width: int = 320,
-                 teacher_classes: Tensor | None = None, temperature: float = 2.0) -> None:
+                 teacher_classes: Tensor | None = None, temperature: float = 2.0, augment: float = 0.0) -> None:
+        """``augment``: level of the variation of the training crops (``data.rec_augment``; 0 none)."""
         self.classes = list(classes)
+        self.augment = augment
         self.char_to_index = {c: i for i, c in enumerate(self.classes) if i > 0}
         self.max_width = max_width
         self.teacher_classes = teacher_classes
@@ -49,8 +51,10 @@ class RecTask:
         """Samples whose every character the head can emit (others would teach a wrong label)."""
         return [s for s in samples if s.text and all(c in self.char_to_index for c in s.text)]
 
-    def dataset(self, samples: Sequence[RecSample], seed: int) -> RecDataset:
-        return RecDataset(samples)
+    def dataset(self, samples: Sequence[RecSample], seed: int, training: bool = False) -> RecDataset:
+        """``training``: the labelled target crops, the only ones varied (mixing sources are synthetic, varied
+        when they were generated)."""
+        return RecDataset(samples, self.augment if training else 0.0, seed)
 
     @property
     def collate(self):
@@ -142,7 +146,8 @@ class DetTask:
         """All of them, left lazy (pages are big): a page without text still teaches "no text here"."""
         return samples
 
-    def dataset(self, samples: Sequence[DetSample], seed: int) -> DetDataset:
+    def dataset(self, samples: Sequence[DetSample], seed: int, training: bool = False) -> DetDataset:
+        """Every det set is cropped at random (``training`` changes nothing)."""
         return DetDataset(samples, self.size, seed, self.preprocess, shrink_ratio=self.shrink_ratio)
 
     @property

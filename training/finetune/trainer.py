@@ -37,6 +37,7 @@ from training.finetune.distributed import (
 from training.finetune.transfer import (
     L2SP,
     freeze,
+    freeze_backbone_except_last,
     frozen_parts,
     param_groups,
     set_train_mode,
@@ -103,13 +104,15 @@ class Trainer:
         self.frozen = frozen_parts(tr.freeze_backbone, tr.freeze_neck)
         model.to(self.device)
         freeze(model, self.frozen)
+        if tr.train_backbone_blocks is not None:
+            freeze_backbone_except_last(model, tr.train_backbone_blocks)
         self.model = model
         self.l2sp = L2SP(model, tr.l2sp_lambda, exclude_from_l2sp).to(self.device) if tr.l2sp_lambda > 0 else None
         self.teacher = teacher.to(self.device).eval() if teacher is not None and tr.distill else None
         if self.teacher is not None and teacher_forward is not None:
             self.teacher = teacher_forward.to(self.device).eval()
         self.alpha = tr.mixing.alpha if tr.mixing else None
-        self.train_ds = task.dataset(train, cfg.seed)
+        self.train_ds = task.dataset(train, cfg.seed, training=True)
         self.source_ds = task.dataset(source, cfg.seed + 1) if tr.mixing and source else None
         if tr.mixing and self.source_ds is None:
             raise ValueError("mixing is configured but the source data is empty")

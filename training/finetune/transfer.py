@@ -26,6 +26,21 @@ def freeze(model: nn.Module, parts: Iterable[str]) -> None:
             p.requires_grad_(False)
 
 
+def freeze_backbone_except_last(model: nn.Module, n_blocks: int) -> None:
+    """No gradient for the backbone but its last ``n_blocks`` blocks (``backbone.blocks``): the early, generic
+    layers stay as pretrained (an export shares them with the base model: only the trained tail is stored) and
+    the backward pass stops at the tail."""
+    blocks = getattr(model.backbone, "blocks", None)
+    if blocks is None:
+        raise ValueError(f"{type(model.backbone).__name__} has no .blocks to train the last of")
+    if not 0 < n_blocks <= len(blocks):
+        raise ValueError(f"train_backbone_blocks must be 1..{len(blocks)}, got {n_blocks}")
+    trained = {id(p) for block in list(blocks)[len(blocks) - n_blocks:] for p in block.parameters()}
+    for p in model.backbone.parameters():
+        if id(p) not in trained:
+            p.requires_grad_(False)
+
+
 def set_train_mode(model: nn.Module, frozen: Iterable[str] = (), freeze_bn_stats: bool = True) -> nn.Module:
     """``model.train()`` except frozen parts and (optionally) every BatchNorm, which stay in eval.
 
