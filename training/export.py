@@ -22,7 +22,7 @@ from training.models.rec import OCRNetRec, RecProbs
 
 log = logging.getLogger(__name__)
 
-OPSET = 18
+OPSET = 20  # Gelu is an operator from 20 on (one kernel instead of five elementwise passes, graph_rewrites)
 
 
 def _export(module: nn.Module, sample: torch.Tensor, path: Path, output: str,
@@ -64,11 +64,14 @@ def export_rec(model: OCRNetRec, path: str | Path, height: int = 48,
     return _export(RecProbs(model), sample, Path(path), "probs", dims, metadata)
 
 
-def _cpu_session(path: str | Path) -> ort.InferenceSession:
-    """A CPU session of ``path``, with the weights it shares with a base model (service.shared_weights)."""
+def _cpu_session(path: str | Path, optimized: bool = True) -> ort.InferenceSession:
+    """A CPU session of ``path``, with the weights it shares with a base model (service.shared_weights).
+    ``optimized=False``: the graph as written, without onnxruntime's fusions (some of which approximate)."""
     from service.shared_weights import load_shared_weights
 
     options = ort.SessionOptions()
+    if not optimized:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     shared = load_shared_weights(path)
     if shared is not None:
         shared.apply(options)
@@ -77,11 +80,21 @@ def _cpu_session(path: str | Path) -> ort.InferenceSession:
     return session
 
 
+def probe_input(model: onnx.ModelProto) -> np.ndarray:
+    """A random input of ``model``'s input shape: fixed dims as they are (rec height 48), free ones as in the
+    export samples (batch 1, det 320x480, rec width 480)."""
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    exported = (1, 3, 320, 480)
+    shape = [d.dim_value or exported[k] for k, d in enumerate(dims)]
+    return np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)
+
+
 def onnx_max_abs_diff(onnx_path: str | Path, reference: nn.Module | None, inputs: Sequence[np.ndarray],
-                      reference_onnx: str | Path | None = None) -> float:
-    """Largest |onnx - reference| over ``inputs``; the reference is a torch module or another ONNX file."""
-    session = _cpu_session(onnx_path)
-    ref_session = _cpu_session(reference_onnx) if reference_onnx is not None else None
+                      reference_onnx: str | Path | None = None, optimized: bool = True) -> float:
+    """Largest |onnx - reference| over ``inputs``; the reference is a torch module or another ONNX file.
+    ``optimized=False`` compares the graphs as written (see ``_cpu_session``)."""
+    session = _cpu_session(onnx_path, optimized)
+    ref_session = _cpu_session(reference_onnx, optimized) if reference_onnx is not None else None
     worst = 0.0
     for array in inputs:
         got = session.run(None, {session.get_inputs()[0].name: array})[0]
@@ -183,6 +196,35 @@ def store_weights_fp16(src: str | Path, dst: str | Path, min_elements: int = 102
     return _rewrite_weights(src, dst, "fp16", to_fp16)
 
 
+def rebase_shared_weights(model_path: str | Path, old_base: bytes) -> None:
+    """Point ``model_path``'s shared tensors (sidecar and the ONNX file's external-data entries) at the same bytes in
+    its base file after the base was rewritten without changing its tensors (``ocrnet fuse-gelu``); ``old_base``
+    is the base file's content before. Raises when a tensor is no longer found exactly once."""
+    from service.shared_weights import sha256_file, sidecar_path
+
+    model_path = Path(model_path)
+    sidecar = sidecar_path(model_path)
+    spec = json.loads(sidecar.read_text())
+    base = (sidecar.parent / spec["base"]).resolve()
+    new_base = base.read_bytes()
+    moved: dict[str, int] = {}
+    for tensor in spec["tensors"]:
+        raw = old_base[tensor["offset"]:tensor["offset"] + tensor["length"]]
+        offset = new_base.find(raw)
+        if offset < 0 or new_base.find(raw, offset + 1) >= 0:
+            raise ValueError(f"{model_path}: {tensor['name']} is not in the new {base.name} exactly once")
+        tensor["offset"] = moved[tensor["name"]] = offset
+    spec["base_size"], spec["base_sha256"] = len(new_base), sha256_file(base)
+    model = onnx.load(str(model_path), load_external_data=False)
+    for init in model.graph.initializer:
+        if init.name in moved:
+            for entry in init.external_data:
+                if entry.key == "offset":
+                    entry.value = str(moved[init.name])
+    onnx.save_model(model, str(model_path))
+    sidecar.write_text(json.dumps(spec, indent=1) + "\n")
+
+
 def share_weights_with(src: str | Path, base: str | Path, dst: str | Path, min_bytes: int = 64,
                        int8_rest: bool = False) -> float:
     """Write ``src`` as ``dst`` keeping only the tensors that differ from ``base``'s; the others become external
@@ -237,10 +279,7 @@ def share_weights_with(src: str | Path, base: str | Path, dst: str | Path, min_b
     onnx.save_model(model, str(dst))
     sidecar_path(dst).write_text(json.dumps({"base": location, "base_size": len(base_bytes),
                                              "base_sha256": sha256_file(base), "tensors": tensors}, indent=1) + "\n")
-    height = model.graph.input[0].type.tensor_type.shape.dim[2].dim_value  # rec: fixed 48; det: 0 (free)
-    shape = (2, 3, height, 320) if height else (1, 3, 96, 128)
-    probe = np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)
-    diff = onnx_max_abs_diff(dst, None, [probe], reference_onnx=src)
+    diff = onnx_max_abs_diff(dst, None, [probe_input(model)], reference_onnx=src)
     if diff > 0 and not int8_rest:
         raise AssertionError(f"{dst} differs from {src} by {diff} on a probe input")
     log.info("%s: %d of %d initializers shared with %s%s (%.1f -> %.1f MB, max |diff| %.1e)", dst, len(tensors),

@@ -1,0 +1,99 @@
+"""``ocrnet fuse-gelu``: the spelled-out GELU of older exports becomes one Gelu node, computing the same, and models
+that share weights with a rewritten base still find them."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+from service.shared_weights import sidecar_path
+from training.export import _cpu_session, share_weights_with
+from training.graph_rewrites import fuse_gelu, fuse_gelu_file
+
+MODELS = Path(__file__).resolve().parents[1] / "models"
+
+
+def _gelu_chain(x: str, out: str, tag: str, half_first: bool) -> tuple[list, list]:
+    """x * (0.5 * (1 + erf(x / sqrt 2))) as PyTorch's exporter writes it (or with the factors the other way)."""
+    consts = [numpy_helper.from_array(np.array(v, np.float32), f"{tag}_{k}")
+              for k, v in (("sqrt2", np.sqrt(2)), ("one", 1.0), ("half", 0.5))]
+    nodes = [helper.make_node("Div", [x, f"{tag}_sqrt2"], [f"{tag}_d"]),
+             helper.make_node("Erf", [f"{tag}_d"], [f"{tag}_e"]),
+             helper.make_node("Add", [f"{tag}_e", f"{tag}_one"], [f"{tag}_a"])]
+    if half_first:
+        nodes += [helper.make_node("Mul", [f"{tag}_half", f"{tag}_a"], [f"{tag}_h"]),
+                  helper.make_node("Mul", [x, f"{tag}_h"], [out])]
+    else:
+        nodes += [helper.make_node("Mul", [x, f"{tag}_a"], [f"{tag}_h"]),
+                  helper.make_node("Mul", [f"{tag}_h", f"{tag}_half"], [out])]
+    return nodes, consts
+
+
+def _model(weight: np.ndarray, bias: np.ndarray) -> onnx.ModelProto:
+    """Conv -> GELU -> Conv -> GELU (both factor orders), opset 18, a fixed 1x4x8x8 input."""
+    inits = [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(bias, "b")]
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c1"], pads=[1, 1, 1, 1])]
+    chain1, consts1 = _gelu_chain("c1", "g1", "one", half_first=True)
+    nodes += chain1 + [helper.make_node("Conv", ["g1", "w", "b"], ["c2"], pads=[1, 1, 1, 1])]
+    chain2, consts2 = _gelu_chain("c2", "y", "two", half_first=False)
+    graph = helper.make_graph(nodes + chain2, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])],
+                              inits + consts1 + consts2)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+
+
+def _weights(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.normal(0, 0.5, (4, 4, 3, 3)).astype(np.float32), rng.normal(0, 0.1, 4).astype(np.float32)
+
+
+def _run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {"x": x})[0]
+
+
+def test_both_spellings_become_one_gelu_each_and_compute_the_same():
+    model = _model(*_weights(0))
+    x = np.random.default_rng(1).normal(0, 2, (1, 4, 8, 8)).astype(np.float32)
+    want = _run(model, x)
+    assert fuse_gelu(model) == 2
+    ops = Counter(n.op_type for n in model.graph.node)
+    assert ops == {"Conv": 2, "Gelu": 2}
+    assert {o.version for o in model.opset_import if o.domain == ""} == {20}
+    assert {t.name for t in model.graph.initializer} == {"w", "b"}  # the chains' constants are gone
+    onnx.checker.check_model(model)
+    np.testing.assert_allclose(_run(model, x), want, atol=1e-5)
+    assert fuse_gelu(model) == 0  # nothing left to fuse
+
+
+def test_a_base_rewritten_in_place_keeps_the_models_that_share_its_weights(tmp_path):
+    weight, bias = _weights(0)
+    (tmp_path / "base").mkdir()
+    (tmp_path / "tuned").mkdir()
+    base, src, tuned = tmp_path / "base" / "m.onnx", tmp_path / "src.onnx", tmp_path / "tuned" / "m.onnx"
+    onnx.save(_model(weight, bias), str(base))
+    onnx.save(_model(weight, bias + 1.0), str(src))  # finetuned: another bias, the same conv weight
+    assert share_weights_with(src, base, tuned) == 0.0
+    spec = json.loads(sidecar_path(tuned).read_text())
+    assert [t["name"] for t in spec["tensors"]] == ["w"]
+    x = np.random.default_rng(2).normal(0, 1, (1, 4, 8, 8)).astype(np.float32)
+    before = _cpu_session(tuned).run(None, {"x": x})[0]
+
+    assert fuse_gelu_file(base, shared_by=[tuned]) == 2
+    after_spec = json.loads(sidecar_path(tuned).read_text())
+    assert after_spec["base_sha256"] != spec["base_sha256"] and after_spec["base_size"] == base.stat().st_size
+    assert Counter(n.op_type for n in onnx.load(str(base)).graph.node)["Erf"] == 0
+    np.testing.assert_allclose(_cpu_session(tuned).run(None, {"x": x})[0], before, atol=1e-5)
+    assert fuse_gelu_file(tuned) == 2  # the sharing model's own graph, sidecar kept
+    np.testing.assert_allclose(_cpu_session(tuned).run(None, {"x": x})[0], before, atol=1e-5)
+
+
+def test_every_shipped_network_runs_gelu_as_one_op():
+    for path in sorted(MODELS.glob("*/*.onnx")):
+        ops = Counter(n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node)
+        assert ops["Erf"] == 0 and ops["Gelu"] > 0, path
