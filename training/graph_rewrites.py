@@ -19,10 +19,12 @@ import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnx
-from onnx import helper, numpy_helper
+
+if TYPE_CHECKING:
+    import onnx
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,9 @@ MAX_PROBE_DIFF = 1e-4
 
 def _scalars(graph: onnx.GraphProto) -> dict[str, float]:
     """Single-element constants (initializers and Constant nodes) by name."""
+    import onnx
+    from onnx import numpy_helper
+
     values: dict[str, np.ndarray] = {t.name: numpy_helper.to_array(t) for t in graph.initializer
                                      if t.data_location != onnx.TensorProto.EXTERNAL and math.prod(t.dims) == 1}
     for node in graph.node:
@@ -47,6 +52,8 @@ def fuse_gelu(model: onnx.ModelProto) -> int:
     """Replace every ``Div(x, sqrt 2) -> Erf -> Add(1) -> Mul(0.5) -> Mul(x)`` chain (factors in either order)
     by ``Gelu(x)``, raise the default opset to 20 when one was fused, drop the constants nothing reads any more.
     Returns how many were fused."""
+    from onnx import helper
+
     graph = model.graph
     scalars = _scalars(graph)
     producer = {out: node for node in graph.node for out in node.output}
@@ -109,6 +116,8 @@ def fuse_gelu(model: onnx.ModelProto) -> int:
 def _drop_dangling(graph: onnx.GraphProto) -> None:
     """Inline initializers and Constant nodes no node or output reads (the chains' sqrt 2, 1 and 0.5), and the
     shape annotations of the intermediate tensors that are gone."""
+    import onnx
+
     read = {name for node in graph.node for name in node.input} | {out.name for out in graph.output}
     kept = [t for t in graph.initializer if t.name in read or t.data_location == onnx.TensorProto.EXTERNAL]
     del graph.initializer[:]
@@ -127,6 +136,8 @@ def fuse_gelu_file(path: str | Path, shared_by: Sequence[str | Path] = ()) -> in
     Raises when the rewritten model's output on a probe differs from the original's by more than rounding.
     ``shared_by``: models that take weights from ``path`` (their sidecars name it as base); their byte ranges are
     re-found in the rewritten file and each is checked to compute what it computed before."""
+    import onnx
+
     from service.shared_weights import sha256_file, sidecar_path
     from training.export import _cpu_session, onnx_max_abs_diff, probe_input, rebase_shared_weights
 
