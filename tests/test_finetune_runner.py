@@ -61,3 +61,18 @@ def test_det_run_validates_with_hmean(tmp_path):
     state = trainer.fit()
     assert state.step == 1 and {"precision", "recall", "hmean"} <= set(state.history[-1])
     assert 0.0 <= state.history[-1]["hmean"] <= 1.0 and (tmp_path / "best.pt").exists()
+
+
+def test_rec_augment_varies_only_the_labelled_training_crops(tmp_path):
+    cfg = FinetuneConfig.model_validate({
+        "task": "rec", "output_dir": str(tmp_path), "batch_size": 2, "max_steps": 1, "progress": False,
+        "export": False, "data": {"train": [{"kind": "synthetic", "domain": "plates", "n": 6, "seed": 5}],
+                                  "val_fraction": 0.3, "rec_max_width": 160, "rec_augment": 0.6},
+        "transfer": {"train_backbone_blocks": 2,
+                     "mixing": {"alpha": 0.5, "source": [{"kind": "synthetic", "domain": "plates", "n": 4}]}}})
+    trainer = build_trainer(cfg)
+    assert trainer.train_ds.augment == 0.6 and trainer.source_ds.augment == 0.0
+    first = trainer.train_ds[0][0]
+    trainer.train_ds.set_epoch(1)
+    assert not np.array_equal(trainer.train_ds[0][0], first)
+    assert trainer.fit().step == 1

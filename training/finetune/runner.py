@@ -175,7 +175,7 @@ def build_trainer(cfg: FinetuneConfig, info: DistInfo | None = None, resume: Pat
             forward_module = HeadSide(model)
             teacher_forward = HeadSide(teacher) if teacher is not None else None
         else:
-            task = RecTask(classes, cfg.data.rec_max_width, teacher_classes, temperature)
+            task = RecTask(classes, cfg.data.rec_max_width, teacher_classes, temperature, augment=cfg.data.rec_augment)
         # val keeps every sample: a character the head cannot emit is an honest error there
         kept = [task.usable(train), list(val), task.usable(source)]
         for name, before, after in zip(("train", "val", "source"), (train, val, source), kept):
