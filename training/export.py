@@ -196,6 +196,12 @@ def store_weights_fp16(src: str | Path, dst: str | Path, min_elements: int = 102
     return _rewrite_weights(src, dst, "fp16", to_fp16)
 
 
+def _unique_offset(haystack: bytes, raw: bytes) -> int | None:
+    """Where ``raw`` lies in ``haystack`` when it occurs exactly once there (a shared tensor must be unambiguous)."""
+    offset = haystack.find(raw)
+    return offset if offset >= 0 and haystack.find(raw, offset + 1) < 0 else None
+
+
 def rebase_shared_weights(model_path: str | Path, old_base: bytes) -> None:
     """Point ``model_path``'s shared tensors (sidecar and the ONNX file's external-data entries) at the same bytes in
     its base file after the base was rewritten without changing its tensors (``ocrnet fuse-gelu``); ``old_base``
@@ -210,8 +216,8 @@ def rebase_shared_weights(model_path: str | Path, old_base: bytes) -> None:
     moved: dict[str, int] = {}
     for tensor in spec["tensors"]:
         raw = old_base[tensor["offset"]:tensor["offset"] + tensor["length"]]
-        offset = new_base.find(raw)
-        if offset < 0 or new_base.find(raw, offset + 1) >= 0:
+        offset = _unique_offset(new_base, raw)
+        if offset is None:
             raise ValueError(f"{model_path}: {tensor['name']} is not in the new {base.name} exactly once")
         tensor["offset"] = moved[tensor["name"]] = offset
     spec["base_size"], spec["base_sha256"] = len(new_base), sha256_file(base)
@@ -264,8 +270,8 @@ def share_weights_with(src: str | Path, base: str | Path, dst: str | Path, min_b
         raw = init.raw_data
         if not in_base_file(init):
             continue
-        offset = base_bytes.find(raw)
-        if offset < 0 or base_bytes.find(raw, offset + 1) >= 0:
+        offset = _unique_offset(base_bytes, raw)
+        if offset is None:
             continue  # not locatable unambiguously in the file: keep it inline
         tensors.append({"name": init.name, "dtype": int(init.data_type), "shape": [int(d) for d in init.dims],
                         "offset": offset, "length": len(raw)})
