@@ -12,7 +12,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from service.shared_weights import sidecar_path
-from training.export import _cpu_session, share_weights_with
+from training.export import cpu_session, share_weights_with
 from training.graph_rewrites import fuse_gelu, fuse_gelu_file
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
@@ -82,15 +82,15 @@ def test_a_base_rewritten_in_place_keeps_the_models_that_share_its_weights(tmp_p
     spec = json.loads(sidecar_path(tuned).read_text())
     assert [t["name"] for t in spec["tensors"]] == ["w"]
     x = np.random.default_rng(2).normal(0, 1, (1, 4, 8, 8)).astype(np.float32)
-    before = _cpu_session(tuned).run(None, {"x": x})[0]
+    before = cpu_session(tuned).run(None, {"x": x})[0]
 
     assert fuse_gelu_file(base, shared_by=[tuned]) == 2
     after_spec = json.loads(sidecar_path(tuned).read_text())
     assert after_spec["base_sha256"] != spec["base_sha256"] and after_spec["base_size"] == base.stat().st_size
     assert Counter(n.op_type for n in onnx.load(str(base)).graph.node)["Erf"] == 0
-    np.testing.assert_allclose(_cpu_session(tuned).run(None, {"x": x})[0], before, atol=1e-5)
+    np.testing.assert_allclose(cpu_session(tuned).run(None, {"x": x})[0], before, atol=1e-5)
     assert fuse_gelu_file(tuned) == 2  # the sharing model's own graph, sidecar kept
-    np.testing.assert_allclose(_cpu_session(tuned).run(None, {"x": x})[0], before, atol=1e-5)
+    np.testing.assert_allclose(cpu_session(tuned).run(None, {"x": x})[0], before, atol=1e-5)
 
 
 def test_every_shipped_network_runs_gelu_as_one_op():

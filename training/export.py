@@ -64,7 +64,7 @@ def export_rec(model: OCRNetRec, path: str | Path, height: int = 48,
     return _export(RecProbs(model), sample, Path(path), "probs", dims, metadata)
 
 
-def _cpu_session(path: str | Path, optimized: bool = True) -> ort.InferenceSession:
+def cpu_session(path: str | Path, optimized: bool = True) -> ort.InferenceSession:
     """A CPU session of ``path``, with the weights it shares with a base model (service.shared_weights).
     ``optimized=False``: the graph as written, without onnxruntime's fusions (some of which approximate)."""
     from service.shared_weights import load_shared_weights
@@ -92,9 +92,9 @@ def probe_input(model: onnx.ModelProto) -> np.ndarray:
 def onnx_max_abs_diff(onnx_path: str | Path, reference: nn.Module | None, inputs: Sequence[np.ndarray],
                       reference_onnx: str | Path | None = None, optimized: bool = True) -> float:
     """Largest |onnx - reference| over ``inputs``; the reference is a torch module or another ONNX file.
-    ``optimized=False`` compares the graphs as written (see ``_cpu_session``)."""
-    session = _cpu_session(onnx_path, optimized)
-    ref_session = _cpu_session(reference_onnx, optimized) if reference_onnx is not None else None
+    ``optimized=False`` compares the graphs as written (see ``cpu_session``)."""
+    session = cpu_session(onnx_path, optimized)
+    ref_session = cpu_session(reference_onnx, optimized) if reference_onnx is not None else None
     worst = 0.0
     for array in inputs:
         got = session.run(None, {session.get_inputs()[0].name: array})[0]

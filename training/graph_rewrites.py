@@ -139,7 +139,7 @@ def fuse_gelu_file(path: str | Path, shared_by: Sequence[str | Path] = ()) -> in
     import onnx
 
     from service.shared_weights import sha256_file, sidecar_path
-    from training.export import _cpu_session, onnx_max_abs_diff, probe_input, rebase_shared_weights
+    from training.export import cpu_session, onnx_max_abs_diff, probe_input, rebase_shared_weights
 
     path = Path(path)
     model = onnx.load(str(path), load_external_data=False)
@@ -149,7 +149,7 @@ def fuse_gelu_file(path: str | Path, shared_by: Sequence[str | Path] = ()) -> in
     old_bytes = path.read_bytes()
     before = {}
     for sharer in map(Path, shared_by):
-        session = _cpu_session(sharer, optimized=False)
+        session = cpu_session(sharer, optimized=False)
         probe = probe_input(onnx.load(str(sharer), load_external_data=False))
         before[sharer] = (probe, session.run(None, {session.get_inputs()[0].name: probe})[0])
     entry = model.metadata_props.add()  # provenance: what this file was (an int8 copy names that as its source)
@@ -172,7 +172,7 @@ def fuse_gelu_file(path: str | Path, shared_by: Sequence[str | Path] = ()) -> in
     log.info("%s: %d GELUs fused (max |diff| %.1e on a probe)", path, fused, diff)
     for sharer, (probe, want) in before.items():
         rebase_shared_weights(sharer, old_bytes)
-        session = _cpu_session(sharer, optimized=False)
+        session = cpu_session(sharer, optimized=False)
         moved = float(np.abs(session.run(None, {session.get_inputs()[0].name: probe})[0] - want).max())
         if moved > 0:
             raise AssertionError(f"{sharer}: differs by {moved:.2e} after its base {path.name} was rewritten")
