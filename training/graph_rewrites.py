@@ -139,7 +139,12 @@ def fuse_gelu_file(path: str | Path, shared_by: Sequence[str | Path] = ()) -> in
     import onnx
 
     from service.shared_weights import sha256_file, sidecar_path
-    from training.export import cpu_session, onnx_max_abs_diff, probe_input, rebase_shared_weights
+    from training.export import (
+        cpu_session,
+        onnx_max_abs_diff,
+        probe_input,
+        rebase_shared_weights,
+    )
 
     path = Path(path)
     model = onnx.load(str(path), load_external_data=False)

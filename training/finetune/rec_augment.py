@@ -26,9 +26,9 @@ MIN_SCALE = 0.4
 
 
 def _jitter_box(arr: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    h, w = arr.shape[:2]
-    top, bottom = (int(round(rng.uniform(*VERTICAL_JITTER) * h)) for _ in range(2))
-    left, right = (int(round(rng.uniform(*HORIZONTAL_JITTER) * h)) for _ in range(2))
+    h = arr.shape[0]  # every margin is a fraction of the text height
+    top, bottom = (round(rng.uniform(*VERTICAL_JITTER) * h) for _ in range(2))
+    left, right = (round(rng.uniform(*HORIZONTAL_JITTER) * h) for _ in range(2))
     pad = ((max(top, 0), max(bottom, 0)), (max(left, 0), max(right, 0)), (0, 0))
     arr = np.pad(arr, pad, mode="edge")
     y0, x0 = max(-top, 0), max(-left, 0)
