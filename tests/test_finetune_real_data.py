@@ -158,6 +158,51 @@ def test_plate_similarity_is_alphanumeric_and_normalised():
     assert similarity("", "AB123") == 0.0
 
 
+@pytest.mark.parametrize("label,read,want", [
+    ("TT703HW", "TT-703HW", "TT-703HW"),
+    ("TT703HW", "tt·7O3 hw", "TT-703 HW"),   # an emblem read as '·' is a hyphen, a space stays a space
+    ("DK7J8G", "DK7=JBG", "DK7-J8G"),        # the label's characters, the read's grouping
+    ("RK875AE", "-RK-875AE-", "RK-875AE"),   # nothing before the first or after the last character
+    ("AB123", "AB-1234", "AB123"),           # another character count: no grouping to take
+])
+def test_plate_label_takes_the_separators_the_recognizer_read(label, read, want):
+    from training.data.service_crops import label_with_read_separators
+
+    assert label_with_read_separators(label, read) == want
+
+
+def test_plate_crops_are_read_by_the_reader_and_labelled_with_its_separators(tmp_path):
+    """`--reader-model-dir`: the bundle that cuts the crops (its detector) need not be the one that reads them."""
+    from types import SimpleNamespace
+
+    from training.data.loaders import read_labels_jsonl
+    from training.data.service_crops import ServiceCropper
+
+    (tmp_path / "data").mkdir()
+    Image.new("RGB", (200, 100), "white").save(tmp_path / "data" / "car.jpg")
+    (tmp_path / "data" / "labels.jsonl").write_text(json.dumps(
+        {"image": "car.jpg", "lines": [{"text": "TT703HW", "box": [40, 30, 160, 70]}], "fields": {"plate": "TT703HW"}}))
+    quad = np.array([[50, 40], [150, 40], [150, 60], [50, 60]], np.float32)
+    cutter = SimpleNamespace(detect=lambda images: ([None], [SimpleNamespace(quads=[quad])]),
+                             crops=lambda inp, det: [np.zeros((20, 100, 3), np.uint8)],
+                             recognize=lambda crops: pytest.fail("the reader reads, not the cutter"))
+    reader = SimpleNamespace(recognize=lambda crops: [SimpleNamespace(text="TT-7O3HW")])
+    records = read_labels_jsonl(tmp_path / "data" / "labels.jsonl")
+    stats = ServiceCropper(cutter, 0.5, True, reader).extract(records, tmp_path / "out", mode="plate")
+    assert stats.matched == 1
+    assert (tmp_path / "out" / "labels.tsv").read_text().split("\t")[1].strip() == "TT-703HW"
+
+
+def test_plate_spacing_table_counts_gaps_per_bin_and_smooths():
+    from training.plate_spacing import spacing_table
+
+    table = spacing_table([([1.0, 1.7, 1.0], {2}), ([1.0, 1.0, 1.3], set())], edges=(1.2, 1.6))
+    assert table.separator == (0, 0, 1) and table.other == (4, 1, 0)
+    assert table.log_lr[2] > 0 > table.log_lr[0]
+    assert all(np.isfinite(table.log_lr))
+    assert "| [1.6, inf) | 1 | 0 |" in table.markdown()
+
+
 # ------------------------------------------------------------------------------- ablation
 def test_ablation_modes_change_only_what_they_say(tmp_path):
     from training.ablation import MODES, mode_config

@@ -219,3 +219,48 @@ def test_candidates_are_a_named_model_in_the_fields_schema() -> None:
     schema = PlateFields.model_json_schema(ref_template="#/components/schemas/{model}")
     assert "PlateCandidate" in schema["$defs"]
     assert schema["properties"]["candidates"]["items"] == {"$ref": "#/components/schemas/PlateCandidate"}
+
+
+def _spaced(raw: str, gaps_after: set[int]) -> list[int]:
+    """CTC centres three steps apart, five where the plate prints a separator after key character k."""
+    centres, at = [], 0
+    for k in range(len(raw)):
+        centres.append(at)
+        at += 5 if k + 1 in gaps_after else 3
+    return centres
+
+
+@pytest.mark.parametrize("gaps_after,country,display", [
+    ({2}, "SK", "TT-703HW"),        # one wide gap after the district: Slovak LL-DDDLL
+    ({2, 5}, "FR", "AB-123-CD"),    # two: French LL-DDD-LL
+])
+def test_a_read_without_separators_takes_its_grouping_from_the_spacing(gaps_after, country, display) -> None:
+    """A recognizer that writes no separator still leaves the gap a hyphen makes; that tells SK from FR (the same
+    letters and digits), while evenly spaced characters leave the formats' own order (FR first)."""
+    raw = display.replace("-", "")
+    f = _pick(evidence_line(raw, 225, 201, 350, 235, centres=_spaced(raw, gaps_after)))
+    assert (f["plate"], f["country_guess"], f["plate_display"], f["plate_raw"]) == (raw, country, display, raw)
+    even = _pick(evidence_line(raw, 225, 201, 350, 235, centres=_spaced(raw, set())))
+    assert even["country_guess"] == "FR"
+
+
+def test_printed_separators_outrank_the_spacing() -> None:
+    """'TT-703HW' as read is SK even if its characters' spacing looks French."""
+    raw = "TT-703HW"
+    centres = _spaced("TT703HW", {2, 5})
+    f = _pick(evidence_line(raw, 225, 201, 350, 235, centres=[*centres[:2], centres[2] - 1, *centres[2:]]))
+    assert (f["country_guess"], f["plate_display"]) == ("SK", "TT-703HW")
+
+
+def test_spacing_helpers() -> None:
+    from service.profiles.plate_layouts import SPACING_LOG_LR, boundary_gaps, separator_boundaries, spacing_support
+
+    assert separator_boundaries("AB-123 CD") == (2, 5)
+    assert separator_boundaries("LL-DDDLL") == (2,)
+    assert separator_boundaries("-AB12-") == ()
+    ev = evidence_line("AB123", 0, 0, 100, 20, centres=[0, 3, 8, 11, 14]).char_evidence
+    assert boundary_gaps(ev) == [1.0, 5 / 3, 1.0, 1.0]
+    assert boundary_gaps(ev[:2]) is None  # no pitch from one gap
+    gaps = boundary_gaps(ev)
+    assert spacing_support(gaps, (2,)) == SPACING_LOG_LR[3] > 0 > spacing_support(gaps, (1,))
+    assert spacing_support(gaps, (2, 9)) == spacing_support(gaps, (2,))  # a boundary past the read counts nothing

@@ -26,8 +26,11 @@ from .plate_layouts import (
     US_FORMATS,
     Correction,
     PlateFormat,
+    boundary_gaps,
     corrections,
     plate_key,
+    separator_boundaries,
+    spacing_support,
 )
 
 __all__ = [
@@ -82,19 +85,38 @@ def _raw_display(raw: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"[^A-Z0-9\- ]", "", raw.upper())).strip(" -")
 
 
-def match_plate(raw: str) -> PlateMatch | None:
-    """Best reading of `raw`, as read, among the fixed formats, the German pattern and the generic one."""
+def _spaced_layout(raw: str, evidence: Sequence[Evidence | None] | None,
+                   formats: Sequence[PlateFormat]) -> PlateFormat | None:
+    """For a read with no separator, the layout among `formats` whose separators the characters' spacing shows
+    best, when it shows them at all (positive log-likelihood ratio); None without aligned evidence."""
+    if evidence is None or len(evidence) != len(raw):
+        return None
+    gaps = boundary_gaps([evidence[i] for i, c in enumerate(raw.upper()) if re.fullmatch(r"[A-Z0-9]", c)])
+    if gaps is None:
+        return None
+    best, best_support = None, 0.0
+    for fmt in formats:
+        support = spacing_support(gaps, separator_boundaries(fmt.layout))
+        if support > best_support:
+            best, best_support = fmt, support
+    return best
+
+
+def match_plate(raw: str, evidence: Sequence[Evidence | None] | None = None) -> PlateMatch | None:
+    """Best reading of `raw`, as read, among the fixed formats, the German pattern and the generic one. A read with
+    no separator takes its grouping from the spacing of its characters when `evidence` (per character of `raw`,
+    with CTC spans) shows it: that tells 'TT703HW' as SK 'LL-DDDLL' from FR 'LL-DDD-LL'."""
     key = plate_key(raw)
     if not key:
         return None
     grouped = len(_groups(raw)) >= 2
+    accepting = [fmt for fmt in PLATE_FORMATS if fmt.accepts(key)]
+    spaced = None if grouped else _spaced_layout(raw, evidence, accepting)
     options: list[PlateMatch] = []
-    for fmt in PLATE_FORMATS:
-        if not fmt.accepts(key):
-            continue
-        evidence = _layout_evidence(raw, fmt)
-        contradicted = grouped and evidence == 0.0
-        score = 1.0 + 0.05 * evidence - (0.45 if contradicted else 0.0)
+    for fmt in accepting:
+        shown = _layout_evidence(raw, fmt) if grouped else (0.5 if fmt is spaced else 0.0)
+        contradicted = grouped and shown == 0.0
+        score = 1.0 + 0.05 * shown - (0.45 if contradicted else 0.0)
         options.append(PlateMatch(key, _display(key, fmt.layout), fmt.country, fmt.layout, score))
     m = DE_RAW.match(re.sub(r"\s+", " ", raw.upper().strip()))
     if m and len(key) <= 8:
@@ -253,7 +275,8 @@ class PlateProfile(Profile):
             centrality = 1.0 - min(math.hypot(dx, dy) / 0.7071, 1.0)
             confidence = min(max(cand.confidence, 0.0), 1.0)
             for text, rule, changes in _readings(cand):
-                match = match_plate(text)
+                same_glyphs = cand.evidence is not None and len(text) == len(cand.raw)
+                match = match_plate(text, cand.evidence if same_glyphs else None)
                 if match is None:
                     continue
                 score = _W_REGION * region + _W_PATTERN * match.pattern_score + _W_CONFIDENCE * confidence \

@@ -14,6 +14,7 @@ Lines without per-character evidence (test doubles, other OCR engines) get only 
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 import re
@@ -29,11 +30,16 @@ __all__ = [
     "MAX_CHANGES",
     "PLATE_FORMATS",
     "US_FORMATS",
+    "SPACING_GAP_EDGES",
+    "SPACING_LOG_LR",
     "Correction",
     "PlateFormat",
+    "boundary_gaps",
     "corrections",
     "fits_known_layout",
     "plate_key",
+    "separator_boundaries",
+    "spacing_support",
 ]
 
 # An alternative is close when the recogniser gives it at least a tenth of the read character's probability.
@@ -56,6 +62,15 @@ _BAND_CODES = {"A", "B", "BG", "CZ", "D", "DK", "E", "EST", "F", "FIN", "GB", "G
                "LT", "LV", "M", "NL", "P", "PL", "RO", "S", "SK", "SLO", "UK", "BR", "BRASIL", "BRAZIL"}
 # Glyphs a hyphen, a fixing bolt or the emblem between groups is read as.
 _SEPARATOR_GLYPHS = frozenset("O0I1")
+# Where a plate prints a separator (hyphen, space, emblem), its neighbouring characters stand further apart in the
+# recogniser's CTC time steps than elsewhere, even when the recogniser writes no separator (the shipped plate
+# recognizer was trained on labels without them). Gap = distance between neighbouring characters' centres divided
+# by the read's median distance; SPACING_LOG_LR[i] = log P(gap in bin i | separator) / P(gap in bin i | none), the
+# bins cut at SPACING_GAP_EDGES. Measured on the 249 TRAIN plate crops (the separators where models/base reads
+# them) with `ocrnet plate-spacing` (docs/finetune.md); the recogniser's steps are coarse (about 3 per character),
+# so one gap is weak evidence and a layout is judged on all of its separators together.
+SPACING_GAP_EDGES: tuple[float, ...] = (1.2, 1.4, 1.6, 1.8)
+SPACING_LOG_LR: tuple[float, ...] = (-2.81, 1.37, 1.86, 5.19, 3.61)
 
 
 @dataclass(frozen=True)
@@ -196,6 +211,39 @@ def _pitch(evidence: Sequence[Evidence | None]) -> float | None:
     centres = [(e.start + e.end) / 2 for e in evidence if e is not None]
     gaps = [b - a for a, b in itertools.pairwise(centres) if b > a]
     return median(gaps) if len(gaps) >= 2 else None
+
+
+def boundary_gaps(evidence: Sequence[Evidence | None]) -> list[float] | None:
+    """Per boundary between neighbouring characters of a plate key (their evidence, in order): the distance between
+    their centres in pitches (None with under 3 characters, missing evidence or no measurable pitch)."""
+    if any(e is None for e in evidence):
+        return None
+    pitch = _pitch(evidence)
+    if not pitch:
+        return None
+    centres = [(e.start + e.end) / 2 for e in evidence if e is not None]
+    return [(b - a) / pitch for a, b in itertools.pairwise(centres)]
+
+
+def separator_boundaries(text: str) -> tuple[int, ...]:
+    """Where `text` has a separator: the number of key characters before each run of other characters between two
+    of them ('AB-123 CD' -> (2, 5); a layout reads the same way: 'LL-DDDLL' -> (2,))."""
+    out, count, pending = [], 0, False
+    for ch in text.upper():
+        if re.fullmatch(r"[A-Z0-9]", ch):
+            if pending and count:
+                out.append(count)
+            count, pending = count + 1, False
+        else:
+            pending = True
+    return tuple(out)
+
+
+def spacing_support(gaps: Sequence[float], boundaries: Sequence[int]) -> float:
+    """Log-likelihood ratio that the characters' spacing shows separators at `boundaries` (1-based, before key
+    character k) rather than none: the sum of SPACING_LOG_LR over those gaps."""
+    return sum(SPACING_LOG_LR[bisect.bisect_right(SPACING_GAP_EDGES, gaps[b - 1])] for b in boundaries
+               if 0 < b <= len(gaps))
 
 
 def _doubtful(evidence: Sequence[Evidence | None], i: int, neighbour: int) -> bool:

@@ -13,7 +13,10 @@ and every detected line that matches a labelled line gets that label:
 - ``plate`` (one plate box per photo, the box is the plate, not its text): among the detected lines lying
   mostly inside the plate box, the one whose read by the bundle's recognizer is closest to the label
   (normalised edit similarity >= ``min_similarity``) becomes the crop; photos without such a line are
-  skipped and counted, never guessed.
+  skipped and counted, never guessed. Plate labels carry no separators; with ``--separators-from-read`` each
+  label gets the separators that recognizer read on the crop (a run of spaces as one space, any other run, a
+  hyphen, an emblem read as '·' or '=', as one hyphen) when its read has as many alphanumerics as the label, so a
+  recognizer finetuned on them keeps writing a plate's grouping, which the plate profile reads its format from.
 
 The output is a crop list (``labels.tsv``: ``crops/NAME.png<TAB>text``) that ``ocrnet finetune`` reads as a
 ``tsv`` source, plus ``stats.json`` with the match counts.
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -70,6 +74,21 @@ def similarity(read: str, label: str) -> float:
     return 1.0 - edit_distance(a, b) / max(len(a), len(b))
 
 
+def label_with_read_separators(label: str, read: str) -> str:
+    """`label` (alphanumerics) with the separators of `read` between the same characters: 'TT703HW' and a read
+    'TT·7O3HW' give 'TT-703HW'; unchanged when the read has a different number of alphanumerics."""
+    tokens = re.findall(r"[A-Z0-9]|[^A-Z0-9]+", read.upper().strip())
+    if sum(len(t) == 1 and t.isalnum() and t.isascii() for t in tokens) != len(label):
+        return label
+    out, chars = [], iter(label)
+    for t in tokens:
+        if len(t) == 1 and t.isalnum() and t.isascii():
+            out.append(next(chars))
+        elif out:
+            out.append(" " if t.isspace() else "-")
+    return "".join(out).rstrip(" -")
+
+
 def _inside_fraction(quad: np.ndarray, region: Polygon) -> float:
     poly = Polygon(quad)
     return poly.intersection(region).area / poly.area if poly.is_valid and poly.area > 0 else 0.0
@@ -82,9 +101,14 @@ def _to_rgb(bgr: np.ndarray) -> Image.Image:
 class ServiceCropper:
     """Cuts labelled crops from pages with a service pipeline (``OcrPipeline``)."""
 
-    def __init__(self, pipeline=None, min_similarity: float = 0.5) -> None:
+    def __init__(self, pipeline=None, min_similarity: float = 0.5, separators_from_read: bool = False,
+                 reader=None) -> None:
+        """``reader``: the pipeline whose recognizer reads plate candidates (default: ``pipeline``), e.g. the
+        pretrained one while ``pipeline``'s bundle ships a recognizer finetuned on these very crops."""
         self.pipeline = pipeline
         self.min_similarity = min_similarity
+        self.separators_from_read = separators_from_read
+        self.reader = reader or pipeline
 
     def line_crops(self, record: ImageRecord, stats: CropStats, use_detector: bool = True
                    ) -> list[tuple[Image.Image, str]]:
@@ -126,12 +150,14 @@ class ServiceCropper:
             stats.skipped_images += 1
             return []
         crops = self.pipeline.crops(inp, det)
-        reads = self.pipeline.recognize([crops[i] for i in inside])
+        reads = self.reader.recognize([crops[i] for i in inside])
         score, best = max((similarity(r.text, label), i) for r, i in zip(reads, inside))
         if score < self.min_similarity:
             stats.skipped_images += 1
             return []
         stats.matched += 1
+        if self.separators_from_read:
+            label = label_with_read_separators(alnum_key(label), reads[inside.index(best)].text)
         return [(_to_rgb(crops[best]), label)]
 
     def extract(self, records: Sequence[ImageRecord], out_dir: Path, mode: str = "lines") -> CropStats:
@@ -170,6 +196,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="lines: match detections to labelled line quads; label: grown label quads only (no "
                          "detector); plate: the detected line inside the plate box")
     ap.add_argument("--min-similarity", type=float, default=0.5, help="plate mode: accept a line read this close")
+    ap.add_argument("--reader-model-dir", type=Path,
+                    help="plate mode: bundle whose recognizer reads the candidates; unset: --model-dir's")
+    ap.add_argument("--separators-from-read", action="store_true",
+                    help="plate mode: label each crop with the separators the recognizer reads on it")
     ap.add_argument("--limit", type=int, help="first N images only")
     ap.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
     args = ap.parse_args(list(argv) if argv is not None else None)
@@ -181,7 +211,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     records = read_labels_jsonl(labels)[: args.limit]
     pipeline = None if args.mode == "label" else OcrPipeline.from_dir(
         args.model_dir, providers=["CPUExecutionProvider"], intra_threads=args.threads)
-    stats = ServiceCropper(pipeline, args.min_similarity).extract(records, args.out, args.mode)
+    reader = None if pipeline is None or args.reader_model_dir is None else OcrPipeline.from_dir(
+        args.reader_model_dir, providers=["CPUExecutionProvider"], intra_threads=args.threads)
+    cropper = ServiceCropper(pipeline, args.min_similarity, args.separators_from_read, reader)
+    stats = cropper.extract(records, args.out, args.mode)
     log.info("%s", asdict(stats))
     print(json.dumps(asdict(stats)))
     return 0
