@@ -21,9 +21,10 @@ def test_every_profile_resolves_to_its_shipped_bundle():
     assert all(b.det_path == base_det for b in bundles.values())  # one detector file on disk
     assert bundles["invoice"].rec_path == (MODELS / "receipts_rec" / "rec.onnx").resolve()
     assert bundles["id"].rec_path == (MODELS / "domains" / "rec.onnx").resolve()
-    for rec in ("receipts_rec", "domains"):  # finetuned necks and heads on the one shipped backbone
+    assert bundles["plate"].rec_path == (MODELS / "plate_rec" / "rec.onnx").resolve()
+    for rec in ("receipts_rec", "domains", "plate_rec"):  # finetuned parts on the one shipped backbone
         spec = json.loads((MODELS / rec / "rec.onnx.shared.json").read_text())
-        assert (MODELS / rec / spec["base"]).resolve() == bundles["plate"].rec_path == (MODELS / "base" / "rec.onnx").resolve()
+        assert (MODELS / rec / spec["base"]).resolve() == bundles["generic"].rec_path == (MODELS / "base" / "rec.onnx").resolve()
 
 
 def test_domain_recognizer_covers_the_domain_alphabets():
@@ -48,6 +49,25 @@ def test_only_the_invoice_bundle_returns_text_hugging_boxes_and_its_pipeline_use
 
     ratios = {m.parent.name: ModelBundle(m.parent).manifest.det_output_unclip_ratio
               for m in sorted(MODELS.glob("*/model.json"))}
-    assert ratios == {"base": None, "domains": None, "id": None, "invoice": 1.3, "plate": None, "receipts_rec": None}
+    assert ratios == {"base": None, "domains": None, "id": None, "invoice": 1.3, "plate": None, "plate_rec": None,
+                      "receipts_rec": None}
     config = OcrPipeline.from_dir(MODELS / "invoice", providers=["cpu"], intra_threads=1).db_config
     assert (config.unclip_ratio, config.output_unclip_ratio) == (1.6, 1.3)  # crops keep the recognizer's margin
+
+
+def test_the_plate_bundle_reads_the_readme_samples_with_their_formats():
+    """The plate recognizer writes no separator on these two samples; the plate profile takes the grouping from the
+    characters' spacing (service.profiles.plate_layouts.SPACING_LOG_LR), so the Slovak plate is not called French."""
+    from PIL import Image
+
+    from service.pipeline import OcrPipeline
+
+    pipeline = OcrPipeline.from_dir(MODELS / "plate", providers=["cpu"], intra_threads=1)
+    examples = MODELS.parent / "examples" / "plates"
+    got = {}
+    for name in ("plate-eu.jpg", "plate-br.jpg"):
+        data = (examples / name).read_bytes()
+        fields = PROFILES["plate"].extract_fields(pipeline.read(data), Image.open(examples / name).size)
+        got[name] = (fields["plate"], fields["plate_display"], fields["country_guess"], fields["format"])
+    assert got == {"plate-eu.jpg": ("TT703HW", "TT-703HW", "SK", "LL-DDDLL"),
+                   "plate-br.jpg": ("JGC7040", "JGC-7040", "BR", "LLL-DDDD")}
