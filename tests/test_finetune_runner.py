@@ -76,3 +76,23 @@ def test_rec_augment_varies_only_the_labelled_training_crops(tmp_path):
     trainer.train_ds.set_epoch(1)
     assert not np.array_equal(trainer.train_ds[0][0], first)
     assert trainer.fit().step == 1
+
+
+def test_init_from_starts_from_a_runs_weights_and_class_table(tmp_path):
+    """Gradual unfreezing: a head trained on the frozen backbone, then a run that also trains backbone blocks starts
+    from exactly those weights and classes (not from the pretrained head)."""
+    from finetune_helpers import config
+
+    first = build_trainer(config("rec", tmp_path / "a", max_steps=1,
+                                 transfer={"charset_cut": True, "charset_extra": "#", "freeze_backbone": True}))
+    first.fit()
+    first.save(tmp_path / "head.pt")
+    second = build_trainer(config("rec", tmp_path / "b", max_steps=1, init_from=tmp_path / "head.pt",
+                                  transfer={"charset_cut": True, "train_backbone_blocks": 1}))
+    saved = torch.load(tmp_path / "head.pt", weights_only=False)
+    assert second.task.classes == saved["classes"] and "#" in saved["classes"]  # not re-derived from the data
+    for name, tensor in second.model.state_dict().items():
+        torch.testing.assert_close(tensor, saved["model"][name], msg=name)
+    assert second.fit().step == 1
+    with pytest.raises(ValueError, match="'rec' checkpoint"):
+        build_trainer(config("det", tmp_path / "c", max_steps=1, init_from=tmp_path / "head.pt"))

@@ -116,6 +116,10 @@ class FinetuneConfig(_Strict):
     task: Literal["det", "rec"]
     name: str = Field(default="finetuned", description="model name, used for the output files")
     pretrained: Path | None = Field(default=None, description="ONNX to start from; default: PP-OCRv6 small")
+    init_from: Path | None = Field(default=None, description="a finetuning checkpoint (best.pt/last.pt) whose weights, "
+                                   "and for rec its class table, this run starts from instead of `pretrained`'s: "
+                                   "train the head on cached features first, then unfreeze backbone blocks "
+                                   "(gradual unfreezing); a distillation teacher stays the pretrained model")
     output_dir: Path = Path("runs/finetune")
     data: DataConfig
     optim: OptimConfig = OptimConfig()

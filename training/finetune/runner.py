@@ -127,6 +127,17 @@ def domain_characters(samples: Sequence, base: Sequence[str], extra: str = "") -
     return sorted(seen, key=lambda c: (order.get(c, len(order)), c))
 
 
+def _init_checkpoint(cfg: FinetuneConfig) -> dict | None:
+    """The checkpoint ``init_from`` names, checked to be of this run's task."""
+    if cfg.init_from is None:
+        return None
+    ckpt = torch.load(cfg.init_from, map_location="cpu", weights_only=False)
+    if ckpt.get("task") != cfg.task:
+        raise ValueError(f"init_from {cfg.init_from} is a {ckpt.get('task')!r} checkpoint, this run is {cfg.task!r}")
+    log.info("starting from the weights of %s", cfg.init_from)
+    return ckpt
+
+
 def build_trainer(cfg: FinetuneConfig, info: DistInfo | None = None, resume: Path | None = None) -> Trainer:
     info = info or DistInfo()
     seed_everything(cfg.seed)
@@ -141,11 +152,14 @@ def build_trainer(cfg: FinetuneConfig, info: DistInfo | None = None, resume: Pat
     train, val, source = load_data(cfg)
     target = load_target(cfg)
     tr = cfg.transfer
+    init = _init_checkpoint(cfg)
     if cfg.task == "det":
         from training.models.det import det_from_onnx
 
         model = det_from_onnx(pretrained)
         teacher = make_teacher(model) if tr.distill else None
+        if init is not None:
+            model.load_state_dict(init["model"])
         task = DetTask(cfg.data.det_size, *bundle_det_settings(cfg.data.det_bundle),
                        shrink_ratio=cfg.data.det_shrink_ratio)
         trainer = Trainer(cfg, model, task, task.usable(train), task.usable(val), task.usable(source), teacher,
@@ -159,12 +173,15 @@ def build_trainer(cfg: FinetuneConfig, info: DistInfo | None = None, resume: Pat
         teacher_classes = None
         if tr.charset_cut:
             saved = torch.load(resume, map_location="cpu", weights_only=False).get("classes") if resume else None
+            saved = saved or (init or {}).get("classes")
             new = list(saved[1:]) if saved else domain_characters([*train, *source], chars, tr.charset_extra)
             model = cut_charset(model, chars, new)
             if teacher is not None:
                 teacher_classes = teacher_class_map(classes, [""] + new)
             classes = [""] + new
             log.info("charset cut to %d characters: %s", len(new), "".join(new))
+        if init is not None:
+            model.load_state_dict(init["model"])
         temperature = tr.distill.temperature if tr.distill else 2.0
         forward_module = teacher_forward = None
         if tr.cache_features:
