@@ -56,6 +56,10 @@ class ModelManifest(BaseModel):
     fields_model: str | None = Field(
         None, description="learned field extractor for this bundle's profile (e.g. the invoice word tagger written "
                           "by `ocrnet train-fields`); None = the profile's rules")
+    lexicon: str | None = Field(
+        None, description="word list (`ocrnet lexicon`) that unknown read words may be corrected towards, only "
+                          "through the recogniser's own close alternatives (service.vision.lexicon); None = no "
+                          "corrections")
     source: str | None = None
 
     def det_preprocess(self, buckets: tuple[int, ...] = ()) -> DetPreprocessConfig:
@@ -81,8 +85,10 @@ class ModelBundle:
         self.charset_path = (self.root / self.manifest.charset).resolve()
         self.fields_model_path = (self.root / self.manifest.fields_model).resolve() if self.manifest.fields_model \
             else None
+        self.lexicon_path = (self.root / self.manifest.lexicon).resolve() if self.manifest.lexicon else None
         files = (self.det_path, self.rec_path, self.charset_path) + tuple(
-            p for p in (self.det_cpu_path, self.rec_cpu_path, self.fields_model_path) if p is not None)
+            p for p in (self.det_cpu_path, self.rec_cpu_path, self.fields_model_path, self.lexicon_path)
+            if p is not None)
         missing = [str(p) for p in files if not p.is_file()]
         if missing:
             raise FileNotFoundError(f"{manifest_path}: missing files {missing}")

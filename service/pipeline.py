@@ -33,6 +33,7 @@ from service.vision.det_preprocess import (
     prepare_det_input,
 )
 from service.vision.images import ImageLike, to_bgr_array
+from service.vision.lexicon import Lexicon
 from service.vision.rec_preprocess import DEFAULT_WIDTH_BUCKETS, RecBatch, make_rec_batches
 from service.vision.static_shapes import (
     ACCELERATOR_WIDTH_BUCKETS,
@@ -118,6 +119,7 @@ class OcrPipeline:
                 det_config = accelerator_det_config(det_config)
         self.det_config = det_config
         self.rec_min_side = m.rec_min_side
+        self.lexicon = Lexicon.load(bundle.lexicon_path) if bundle.lexicon_path is not None else None
         self._det_in = self.det_session.get_inputs()[0].name
         self._rec_in = self.rec_session.get_inputs()[0].name
         n_out = self.rec_session.get_outputs()[0].shape[-1]
@@ -213,11 +215,14 @@ class OcrPipeline:
         return self.decode(batches, [self.run_rec(b) for b in batches])
 
     def assemble(self, dets: Detections, decoded: Sequence[Decoded]) -> list[TextLine]:
-        """TextLines for one image, dropping empty text and low recognition confidence (as rapidocr)."""
+        """TextLines for one image, dropping empty text and low recognition confidence (as rapidocr); with a bundle
+        lexicon, unknown words corrected on the recogniser's own evidence (service.vision.lexicon)."""
         lines = []
         for quad, score, d in zip(dets.quads, dets.scores, decoded):
             if not d.text.strip() or d.confidence < self.text_score:
                 continue
+            if self.lexicon is not None:
+                d = self.lexicon.correct(d)
             poly = [(float(x), float(y)) for x, y in quad]
             lines.append(TextLine(d.text, d.confidence, poly, float(score), d.char_confidences, d.chars))
         return lines

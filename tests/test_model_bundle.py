@@ -84,3 +84,12 @@ def test_cpu_only_hosts_get_the_int8_recognizer_accelerators_the_float_one(tmp_p
     assert b.sha256["rec_cpu"] == hashlib.sha256(b"rec-int8-bytes").hexdigest()
     plain = ModelBundle(_write_bundle(tmp_path / "f"))
     assert plain.rec_path_for(["CPUExecutionProvider"]) == plain.rec_path and "rec_cpu" not in plain.sha256
+
+
+def test_a_named_lexicon_must_exist(tmp_path):
+    root = _write_bundle(tmp_path / "m", lexicon="lexicon.json")
+    with pytest.raises(FileNotFoundError, match="lexicon.json"):
+        ModelBundle(root)
+    (root / "lexicon.json").write_text(json.dumps({"words": ["TOTAL"]}))
+    assert ModelBundle(root).lexicon_path == (root / "lexicon.json").resolve()
+    assert ModelBundle(_write_bundle(tmp_path / "n")).lexicon_path is None

@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from service.api.config import Settings
 from service.api.engine import resolve_profile_dirs
 from service.model_bundle import ModelBundle
@@ -71,3 +73,16 @@ def test_the_plate_bundle_reads_the_readme_samples_with_their_formats():
         got[name] = (fields["plate"], fields["plate_display"], fields["country_guess"], fields["format"])
     assert got == {"plate-eu.jpg": ("TT703HW", "TT-703HW", "SK", "LL-DDDLL"),
                    "plate-br.jpg": ("JGC7040", "JGC-7040", "BR", "LLL-DDDD")}
+
+
+def test_the_invoice_lexicon_is_the_train_receipts_words_seen_twice(shared_data_dir, tmp_path):
+    """models/invoice/lexicon.json rebuilds from the TRAIN labels alone (no images), as its card says."""
+    from training.lexicon import main
+
+    labels = shared_data_dir / "train" / "receipts" / "labels.jsonl"
+    if not labels.is_file():
+        pytest.skip(f"{labels} not found")
+    assert main(["--labels", str(labels), "--out", str(tmp_path / "lexicon.json")]) == 0
+    shipped = json.loads((MODELS / "invoice" / "lexicon.json").read_text(encoding="utf-8"))
+    assert json.loads((tmp_path / "lexicon.json").read_text(encoding="utf-8"))["words"] == shipped["words"]
+    assert ModelBundle(MODELS / "invoice").lexicon_path == (MODELS / "invoice" / "lexicon.json").resolve()
