@@ -54,8 +54,10 @@ def test_cuda_library_preload_is_best_effort_and_runs_once(monkeypatch):
 
 
 def test_bundles_that_reuse_a_model_file_share_one_session(tmp_path):
-    """models/plate points at ../base/rec.onnx (the same session as models/base) and, on CPU, at ../base/det_int8.onnx
-    (the same session as models/id)."""
+    """A bundle that points at ../base/rec.onnx gets the same session as models/base, and models/plate and models/id
+    on CPU the same ../base/det_int8.onnx session."""
+    import json
+
     from service.pipeline import OcrPipeline
 
     repo = Path(__file__).resolve().parent.parent
@@ -63,7 +65,13 @@ def test_bundles_that_reuse_a_model_file_share_one_session(tmp_path):
     plate = OcrPipeline.from_dir(repo / "models" / "plate", providers=["cpu"], intra_threads=2)
     id_docs = OcrPipeline.from_dir(repo / "models" / "id", providers=["cpu"], intra_threads=2)
     other_threads = OcrPipeline.from_dir(repo / "models" / "plate", providers=["cpu"], intra_threads=1)
-    assert plate.rec_session is base.rec_session and plate.det_session is id_docs.det_session
+    manifest = json.loads((repo / "models" / "plate" / "model.json").read_text())
+    reuse = {key: str((repo / "models" / "base" / name).resolve())
+             for key, name in (("det", "det.onnx"), ("det_cpu", "det_int8.onnx"), ("rec", "rec.onnx"),
+                               ("charset", "charset.json"))}
+    (tmp_path / "model.json").write_text(json.dumps({**manifest, **reuse}))
+    base_rec_user = OcrPipeline.from_dir(tmp_path, providers=["cpu"], intra_threads=2)
+    assert base_rec_user.rec_session is base.rec_session and plate.det_session is id_docs.det_session
     assert plate.det_session is not base.det_session  # int8 copy on CPU, float for the reference bundle
     assert other_threads.det_session is not plate.det_session  # different options, different session
 
