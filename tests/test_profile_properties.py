@@ -16,6 +16,7 @@ from profile_lines import line
 
 from service.profiles import get_profile
 from service.profiles.mrz import parse_mrz
+from service.profiles.plate import match_plate
 from service.profiles.plate_layouts import (
     PLATE_FORMATS,
     US_FORMATS,
@@ -34,6 +35,12 @@ PLATE = get_profile("plate")
 IDS = get_profile("id")
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 ALNUM = string.ascii_uppercase + string.digits
+
+
+def _reported(text: str) -> str:
+    """The key the plate profile reports for `text` as read (a US plate's O/0 glyph spelled 0)."""
+    match = match_plate(text)
+    return match.plate if match is not None else plate_key(text)
 
 
 @st.composite
@@ -81,7 +88,7 @@ def test_a_correct_plate_read_is_never_changed(data: st.DataObject) -> None:
     assert fits_known_layout(printed)
     evidence = data.draw(_doubted(printed))
     f = PLATE.extract_fields([_plate_line(printed, evidence)], (1000, 600))
-    assert f["plate"] == plate_key(printed)
+    assert f["plate"] == _reported(printed)
     assert f["candidates"][0]["rule"] == "as_read"
 
 
@@ -101,9 +108,9 @@ def test_a_plate_read_changes_only_to_what_the_recogniser_offered(data: st.DataO
     evidence = tuple(CharEvidence(((c, 0.99),), 2 * k, 2 * k) if k != i else
                      CharEvidence(((c, p), (printed[i], p * ratio)), 2 * k, 2 * k) for k, c in enumerate(read))
     got = PLATE.extract_fields([_plate_line(read, evidence)], (1000, 600))["plate"]
-    assert got in (plate_key(read), plate_key(printed))
+    assert got in (_reported(read), _reported(printed))
     if fits_known_layout(read):
-        assert got == plate_key(read)
+        assert got == _reported(read)
 
 
 @SETTINGS
@@ -116,7 +123,7 @@ def test_metamorphic_smaller_text_around_the_plate_does_not_change_it(data: st.D
     sticker = data.draw(st.text(ALNUM + " -", min_size=2, max_size=12))
     x, y = data.draw(st.integers(0, 900)), data.draw(st.sampled_from([40, 200, 420, 520]))
     crowded = PLATE.extract_fields(plate + [line(sticker, x, y, x + 8 * len(sticker), y + 25, 0.99)], (1000, 600))
-    assert crowded["plate"] == alone == plate_key(printed)
+    assert crowded["plate"] == alone == _reported(printed)
 
 
 def _mrz_lines(reads) -> list[SimLine]:

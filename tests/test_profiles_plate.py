@@ -189,7 +189,8 @@ def test_separator_read_as_a_doubtful_o_or_0_becomes_the_separator(raw: str, key
     exactly where a fixed layout (here SK LL-DDDLL) has its separator, and the rest fits that layout exactly."""
     f = _pick(evidence_line(raw, 225, 201, 350, 235, probs={2: 0.4}))
     assert (f["plate"], f["plate_display"], f["country_guess"]) == (key, display, "SK")
-    assert _pick(evidence_line(raw, 225, 201, 350, 235))["plate"] == raw  # read with confidence: kept
+    kept = _pick(evidence_line(raw, 225, 201, 350, 235))["plate"]  # read with confidence: kept, as a US plate
+    assert kept == match_plate(raw).plate == raw.replace("O", "0")
 
 
 @pytest.mark.parametrize("raw", ["RK-0565AV", "AB0C1234", "1234ABCD"])
@@ -264,3 +265,19 @@ def test_spacing_helpers() -> None:
     gaps = boundary_gaps(ev)
     assert spacing_support(gaps, (2,)) == SPACING_LOG_LR[3] > 0 > spacing_support(gaps, (1,))
     assert spacing_support(gaps, (2, 9)) == spacing_support(gaps, (2,))  # a boundary past the read counts nothing
+
+
+@pytest.mark.parametrize("raw,key,display", [
+    ("OSG719", "0SG719", "0SG719"),        # the US O/0 glyph is spelled 0, as the TRAIN labels spell it
+    ("SHO R7X", "SH0R7X", "SH0 R7X"),
+    ("BA-302OZ", "BA302OZ", "BA-302OZ"),   # a fixed format keeps its letter slots (SK LL-DDDLL)
+    ("ABC-1O34", "ABC1034", "ABC-1034"),   # ... and its digit slots read as digits, as before
+])
+def test_us_plates_spell_the_o_glyph_as_zero_and_fixed_formats_keep_their_slots(raw, key, display) -> None:
+    m = match_plate(raw)
+    assert m is not None and (m.plate, m.display) == (key, display)
+
+
+def test_a_line_without_digits_keeps_its_letters() -> None:
+    m = match_plate("DOMINION")
+    assert m is not None and m.plate == "DOMINION" and m.country is None
