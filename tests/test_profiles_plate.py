@@ -254,7 +254,12 @@ def test_printed_separators_outrank_the_spacing() -> None:
 
 
 def test_spacing_helpers() -> None:
-    from service.profiles.plate_layouts import SPACING_LOG_LR, boundary_gaps, separator_boundaries, spacing_support
+    from service.profiles.plate_layouts import (
+        SPACING_LOG_LR,
+        boundary_gaps,
+        separator_boundaries,
+        spacing_support,
+    )
 
     assert separator_boundaries("AB-123 CD") == (2, 5)
     assert separator_boundaries("LL-DDDLL") == (2,)

@@ -19,6 +19,7 @@ import argparse
 import bisect
 import logging
 import math
+import re
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,10 +65,13 @@ def spacing_table(samples: Iterable[tuple[Sequence[float], Collection[int]]],
 
 
 def _measure(crops: Path, model_dir: Path, reference_dir: Path, threads: int) -> tuple[SpacingTable, int, int]:
-    import re
-
     from service.pipeline import OcrPipeline
-    from service.profiles.plate_layouts import SPACING_GAP_EDGES, boundary_gaps, plate_key, separator_boundaries
+    from service.profiles.plate_layouts import (
+        SPACING_GAP_EDGES,
+        boundary_gaps,
+        plate_key,
+        separator_boundaries,
+    )
     from service.vision.images import to_bgr_array
     from training.data.loaders import open_rgb, read_crop_list
 
