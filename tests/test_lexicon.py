@@ -62,3 +62,21 @@ def test_lexicon_file_round_trip_and_builder(tmp_path, capsys):
     assert data["words"] == ["RECEIVED", "TOTAL"] and data["min_count"] == 2  # once-seen words left out
     lexicon = Lexicon.load(tmp_path / "lexicon.json")
     assert "received" in lexicon and "CASH" not in lexicon and lexicon.close_ratio == 0.1
+
+
+def test_the_invoice_pipeline_corrects_the_lines_it_assembles():
+    """What the HTTP engine returns goes through OcrPipeline.assemble, where the bundle's lexicon applies."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from service.pipeline import Detections, OcrPipeline
+
+    models = Path(__file__).resolve().parents[1] / "models"
+    pipeline = OcrPipeline.from_dir(models / "invoice", providers=["cpu"], intra_threads=1)
+    assert pipeline.lexicon is not None and "RECEIVED" in pipeline.lexicon
+    quad = np.array([[[0, 0], [100, 0], [100, 20], [0, 20]]], np.float32)
+    lines = pipeline.assemble(Detections(quad, quad, [0.9]), [_decoded("RECSIVED CASH", {3: [("E", 0.3)]})])
+    assert [ln.text for ln in lines] == ["RECEIVED CASH"] and lines[0].char_evidence[3].char == "E"
+    plain = OcrPipeline.from_dir(models / "base", providers=["cpu"], intra_threads=1)
+    assert plain.lexicon is None
