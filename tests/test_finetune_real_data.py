@@ -226,8 +226,33 @@ def test_ablation_modes_change_only_what_they_say(tmp_path):
     da = made["da"]
     assert da.data.train[0].kind == "synthetic" and da.transfer.domain_adaptation.target[0].kind == "tsv"
     assert {c.max_steps for c in made.values()} == {5}
+    assert made["config"].transfer == base.transfer  # the base recipe as it is
     tenth = mode_config(base, "frozen", synth, 0.3, tmp_path / "f")
-    assert tenth.data.train[0].limit == 3
+    assert (tenth.data.train[0].limit, tenth.data.train[0].limit_by) == (3, "hash")
+    assert made["frozen"].data.train[0].limit is None
+
+
+def test_learning_curve_subsets_are_hashed_nested_and_not_the_first_rows(tmp_path):
+    """A crop list sorted by region (all BR plates first) must not give a 10 % curve point of BR plates only."""
+    from training.data.loaders import read_crop_list
+    from training.data.splits import hashed_subset
+    from training.finetune.config import DataSource
+    from training.finetune.runner import load_source
+
+    tsv = tmp_path / "crops.tsv"
+    names = [f"{region}_{i:03d}.png" for region in ("br", "eu", "us") for i in range(40)]
+    for k, name in enumerate(names):
+        Image.new("RGB", (40, 10), (k, k, k)).save(tmp_path / name)
+    tsv.write_text("".join(f"{name}\tP{k}\n" for k, name in enumerate(names)))
+    rows = read_crop_list(tsv)
+    small, large = hashed_subset(rows, 12), hashed_subset(rows, 36)
+    assert len(small) == 12 and set(map(id, small)) <= set(map(id, large))
+    assert {r.path.name[:2] for r in small} == {"br", "eu", "us"}
+    assert [r.path.name for r in hashed_subset(read_crop_list(tsv), 12)] == [r.path.name for r in small]
+    first, _ = load_source(DataSource(kind="tsv", path=tsv, limit=12), "rec", 0.0, 0)
+    hashed, _ = load_source(DataSource(kind="tsv", path=tsv, limit=12, limit_by="hash"), "rec", 0.0, 0)
+    assert [x.text for x in first] == [f"P{k}" for k in range(12)]
+    assert sorted(x.text for x in hashed) == sorted(r.text for r in small)
 
 
 def test_cached_batches_share_one_width_except_the_leftovers():

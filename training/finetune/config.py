@@ -30,6 +30,9 @@ class DataSource(_Strict):
     seed: int = 0
     path: Path | None = None
     limit: int | None = Field(default=None, ge=1, description="use at most this many samples")
+    limit_by: Literal["first", "hash"] = Field(default="first", description="with limit: the first samples of the "
+                                               "file, or a subset chosen by hashing image names (the same "
+                                               "everywhere, nested across sizes: learning curves)")
 
     @model_validator(mode="after")
     def _check(self) -> DataSource:

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from training.data.loaders import CropRecord, ImageRecord, load_records
-from training.data.splits import split_records
+from training.data.splits import hashed_subset, split_records
 from training.data.synth.registry import DOMAINS, SyntheticSamples
 from training.finetune.cli_args import build_parser, prepare_config
 from training.finetune.config import DataSource, FinetuneConfig
@@ -62,7 +62,7 @@ def load_source(src: DataSource, task: str, val_fraction: float = 0.0, split_see
         return _Subset(items, train_idx), _Subset(items, val_idx)
     records = load_records(src.path)
     if src.limit:
-        records = records[: src.limit]
+        records = hashed_subset(records, src.limit) if src.limit_by == "hash" else records[: src.limit]
     train, val = split_records(records, val_fraction, salt=f"ocrnet-split-{split_seed}") if val_fraction else \
         (list(records), [])
     return _materialise(task, train), _materialise(task, val)
