@@ -132,7 +132,7 @@ def match_plate(raw: str, evidence: Sequence[Evidence | None] | None = None) -> 
         if any(fmt.accepts(key) for fmt in US_FORMATS):
             score = 0.7  # a common US serial layout: more than any 2-8 alphanumerics, less than a fixed format
         display = _raw_display(raw) or key
-        if has_d:  # a US plate: one glyph for O and 0, spelled 0 (US_ZERO_FOR_O)
+        if has_d:  # a US plate: one glyph for O and 0, spelled 0 (see the note at _GENERIC)
             key, display = key.replace("O", "0"), display.replace("O", "0")
         options.append(PlateMatch(key, display, "US" if has_d else None, "generic", score))
     return max(options, key=lambda o: o.pattern_score, default=None)
