@@ -265,9 +265,9 @@ def test_spacing_helpers() -> None:
     assert separator_boundaries("LL-DDDLL") == (2,)
     assert separator_boundaries("-AB12-") == ()
     ev = evidence_line("AB123", 0, 0, 100, 20, centres=[0, 3, 8, 11, 14]).char_evidence
-    assert boundary_gaps(ev) == [1.0, 5 / 3, 1.0, 1.0]
-    assert boundary_gaps(ev[:2]) is None  # no pitch from one gap
-    gaps = boundary_gaps(ev)
+    assert boundary_gaps("AB123", ev) == [1.0, 5 / 3, 1.0, 1.0]
+    assert boundary_gaps("AB", ev[:2]) is None  # no pitch from one gap
+    gaps = boundary_gaps("AB123", ev)
     assert spacing_support(gaps, (2,)) == SPACING_LOG_LR[3] > 0 > spacing_support(gaps, (1,))
     assert spacing_support(gaps, (2, 9)) == spacing_support(gaps, (2,))  # a boundary past the read counts nothing
 

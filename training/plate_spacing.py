@@ -19,7 +19,6 @@ import argparse
 import bisect
 import logging
 import math
-import re
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,7 +87,7 @@ def _measure(crops: Path, model_dir: Path, reference_dir: Path, threads: int) ->
         key = plate_key(record.text)
         if plate_key(ref.text) != key or plate_key(got.text) != key:
             continue
-        gaps = boundary_gaps([c for c in got.chars if re.fullmatch(r"[A-Z0-9]", c.char.upper())])
+        gaps = boundary_gaps(got.text, got.chars)
         if gaps is not None and len(gaps) == len(key) - 1:
             samples.append((gaps, set(separator_boundaries(ref.text))))
     return spacing_table(samples, SPACING_GAP_EDGES), len(samples), len(records)

@@ -93,9 +93,7 @@ def _spaced_layout(raw: str, evidence: Sequence[Evidence | None] | None,
                    formats: Sequence[PlateFormat]) -> PlateFormat | None:
     """For a read with no separator, the layout among `formats` whose separators the characters' spacing shows
     best, when it shows them at all (positive log-likelihood ratio); None without aligned evidence."""
-    if evidence is None or len(evidence) != len(raw):
-        return None
-    gaps = boundary_gaps([evidence[i] for i, c in enumerate(raw.upper()) if re.fullmatch(r"[A-Z0-9]", c)])
+    gaps = None if evidence is None else boundary_gaps(raw, evidence)
     if gaps is None:
         return None
     best, best_support = None, 0.0

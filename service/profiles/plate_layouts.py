@@ -213,15 +213,19 @@ def _pitch(evidence: Sequence[Evidence | None]) -> float | None:
     return median(gaps) if len(gaps) >= 2 else None
 
 
-def boundary_gaps(evidence: Sequence[Evidence | None]) -> list[float] | None:
-    """Per boundary between neighbouring characters of a plate key (their evidence, in order): the distance between
-    their centres in pitches (None with under 3 characters, missing evidence or no measurable pitch)."""
-    if any(e is None for e in evidence):
+def boundary_gaps(raw: str, evidence: Sequence[Evidence | None]) -> list[float] | None:
+    """Per boundary between neighbouring key characters of `raw` (``evidence``: per character of `raw`): the
+    distance between their centres in pitches (None with under 3 key characters, evidence not aligned with `raw` or
+    missing for a key character, or no measurable pitch)."""
+    if len(evidence) != len(raw):
         return None
-    pitch = _pitch(evidence)
+    keyed = [evidence[i] for i in _key_positions(raw)]
+    if any(e is None for e in keyed):
+        return None
+    pitch = _pitch(keyed)
     if not pitch:
         return None
-    centres = [(e.start + e.end) / 2 for e in evidence if e is not None]
+    centres = [(e.start + e.end) / 2 for e in keyed if e is not None]
     return [(b - a) / pitch for a, b in itertools.pairwise(centres)]
 
 
