@@ -238,6 +238,7 @@ def test_lanes_run_batches_side_by_side_within_the_shared_pool():
 
     det = asyncio.run(main())
     assert run_rec.peak == 2  # four lanes, but never more calls at once than the pool's two threads
+    det.service_time.half_life_s = 0.0  # no decay between setting and reading: the comparison below is exact
     det.service_time.value = 0.3
     assert det.drain_seconds_per_item == pytest.approx(0.15)
     with pytest.raises(ValueError):
