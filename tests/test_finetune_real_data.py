@@ -183,7 +183,7 @@ def test_plate_crops_are_read_by_the_reader_and_labelled_with_its_separators(tmp
     (tmp_path / "data" / "labels.jsonl").write_text(json.dumps(
         {"image": "car.jpg", "lines": [{"text": "TT703HW", "box": [40, 30, 160, 70]}], "fields": {"plate": "TT703HW"}}))
     quad = np.array([[50, 40], [150, 40], [150, 60], [50, 60]], np.float32)
-    cutter = SimpleNamespace(detect=lambda images: ([None], [SimpleNamespace(quads=[quad])]),
+    cutter = SimpleNamespace(detect=lambda images, det_limit=None: ([None], [SimpleNamespace(quads=[quad])]),
                              crops=lambda inp, det: [np.zeros((20, 100, 3), np.uint8)],
                              recognize=lambda crops: pytest.fail("the reader reads, not the cutter"))
     reader = SimpleNamespace(recognize=lambda crops: [SimpleNamespace(text="TT-7O3HW")])
@@ -191,6 +191,37 @@ def test_plate_crops_are_read_by_the_reader_and_labelled_with_its_separators(tmp
     stats = ServiceCropper(cutter, 0.5, True, reader).extract(records, tmp_path / "out", mode="plate")
     assert stats.matched == 1
     assert (tmp_path / "out" / "labels.tsv").read_text().split("\t")[1].strip() == "TT-703HW"
+
+
+def test_a_plate_missed_at_the_bundle_resolution_is_cut_from_the_second_look(tmp_path):
+    """A distant plate the first pass does not find is detected again at the profile's second-look limits, as the
+    service reads it; without those limits the photo is skipped."""
+    from types import SimpleNamespace
+
+    from training.data.loaders import read_labels_jsonl
+    from training.data.service_crops import ServiceCropper
+
+    (tmp_path / "data").mkdir()
+    Image.new("RGB", (200, 100), "white").save(tmp_path / "data" / "car.jpg")
+    (tmp_path / "data" / "labels.jsonl").write_text(json.dumps(
+        {"image": "car.jpg", "lines": [{"text": "DK2Z5S", "box": [40, 30, 160, 70]}], "fields": {"plate": "DK2Z5S"}}))
+    plate = np.array([[50, 40], [150, 40], [150, 60], [50, 60]], np.float32)
+    elsewhere = np.array([[0, 0], [30, 0], [30, 10], [0, 10]], np.float32)
+    asked: list = []
+
+    def detect(images, det_limit=None):
+        asked.append(det_limit)
+        return [None], [SimpleNamespace(quads=[plate if det_limit == (1280, "max") else elsewhere])]
+
+    cutter = SimpleNamespace(detect=detect, crops=lambda inp, det: [np.zeros((20, 100, 3), np.uint8)],
+                             recognize=lambda crops: [SimpleNamespace(text="DK2-Z5S")])
+    records = read_labels_jsonl(tmp_path / "data" / "labels.jsonl")
+    stats = ServiceCropper(cutter, 0.5, True, second_look=(1280, "max")).extract(records, tmp_path / "a", "plate")
+    assert asked == [None, (1280, "max")]
+    assert (stats.matched, stats.second_looks, stats.skipped_images) == (1, 1, 0)
+    assert (tmp_path / "a" / "labels.tsv").read_text().split("\t")[1].strip() == "DK2-Z5S"
+    stats = ServiceCropper(cutter, 0.5, True).extract(records, tmp_path / "b", "plate")
+    assert (stats.matched, stats.skipped_images) == (0, 1)
 
 
 def test_plate_spacing_table_counts_gaps_per_bin_and_smooths():

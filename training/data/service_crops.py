@@ -17,6 +17,8 @@ and every detected line that matches a labelled line gets that label:
   label gets the separators that recognizer read on the crop (a run of spaces as one space, any other run, a
   hyphen, an emblem read as '·' or '=', as one hyphen) when its read has as many alphanumerics as the label, so a
   recognizer finetuned on them keeps writing a plate's grouping, which the plate profile reads its format from.
+  A photo whose plate is not found at the bundle's resolution is detected again at the plate profile's second
+  look (up to 1280 px), as the service does: those distant, small plates are the ones worth learning from.
 
 The output is a crop list (``labels.tsv``: ``crops/NAME.png<TAB>text``) that ``ocrnet finetune`` reads as a
 ``tsv`` source, plus ``stats.json`` with the match counts.
@@ -55,6 +57,7 @@ class CropStats:
     matched: int = 0  # crops from a detection (the service's own crop)
     from_label: int = 0  # crops from a grown label quad (the detector missed or split the line)
     skipped_images: int = 0  # plate photos with no detected line close to the label
+    second_looks: int = 0  # plate photos whose crop came from the second-look resolution
 
 
 def grown_label_quad(quad: Sequence[Sequence[float]], ratio: float = LABEL_MARGIN) -> np.ndarray | None:
@@ -102,13 +105,15 @@ class ServiceCropper:
     """Cuts labelled crops from pages with a service pipeline (``OcrPipeline``)."""
 
     def __init__(self, pipeline=None, min_similarity: float = 0.5, separators_from_read: bool = False,
-                 reader=None) -> None:
+                 reader=None, second_look: tuple[int, str] | None = None) -> None:
         """``reader``: the pipeline whose recognizer reads plate candidates (default: ``pipeline``), e.g. the
-        pretrained one while ``pipeline``'s bundle ships a recognizer finetuned on these very crops."""
+        pretrained one while ``pipeline``'s bundle ships a recognizer finetuned on these very crops.
+        ``second_look``: detector limits to try a plate photo again at when the first pass finds no close line."""
         self.pipeline = pipeline
         self.min_similarity = min_similarity
         self.separators_from_read = separators_from_read
         self.reader = reader or pipeline
+        self.second_look = second_look
 
     def line_crops(self, record: ImageRecord, stats: CropStats, use_detector: bool = True
                    ) -> list[tuple[Image.Image, str]]:
@@ -142,23 +147,32 @@ class ServiceCropper:
         if not label or not boxes:
             stats.skipped_images += 1
             return []
-        region = Polygon(boxes[0])
-        inputs, dets = self.pipeline.detect([open_rgb(record.path)])
+        region, image = Polygon(boxes[0]), open_rgb(record.path)
+        found = self._closest_plate_line(image, region, label, None)
+        if found is None and self.second_look is not None:
+            found = self._closest_plate_line(image, region, label, self.second_look)
+            stats.second_looks += found is not None
+        if found is None:
+            stats.skipped_images += 1
+            return []
+        crop, read = found
+        stats.matched += 1
+        if self.separators_from_read:
+            label = label_with_read_separators(alnum_key(label), read)
+        return [(_to_rgb(crop), label)]
+
+    def _closest_plate_line(self, image: Image.Image, region: Polygon, label: str,
+                            det_limit: tuple[int, str] | None) -> tuple[np.ndarray, str] | None:
+        """(crop, read) of the detected line inside the plate box read closest to `label`, when close enough."""
+        inputs, dets = self.pipeline.detect([image], det_limit)
         inp, det = inputs[0], dets[0]
         inside = [i for i, q in enumerate(det.quads) if _inside_fraction(q, region) >= INSIDE_FRACTION]
         if not inside:
-            stats.skipped_images += 1
-            return []
+            return None
         crops = self.pipeline.crops(inp, det)
         reads = self.reader.recognize([crops[i] for i in inside])
-        score, best = max((similarity(r.text, label), i) for r, i in zip(reads, inside))
-        if score < self.min_similarity:
-            stats.skipped_images += 1
-            return []
-        stats.matched += 1
-        if self.separators_from_read:
-            label = label_with_read_separators(alnum_key(label), reads[inside.index(best)].text)
-        return [(_to_rgb(crops[best]), label)]
+        score, k = max((similarity(r.text, label), k) for k, r in enumerate(reads))
+        return (crops[inside[k]], reads[k].text) if score >= self.min_similarity else None
 
     def extract(self, records: Sequence[ImageRecord], out_dir: Path, mode: str = "lines") -> CropStats:
         """Write ``out_dir/crops/*.png`` and ``out_dir/labels.tsv``; returns the counts."""
@@ -200,6 +214,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="plate mode: bundle whose recognizer reads the candidates; unset: --model-dir's")
     ap.add_argument("--separators-from-read", action="store_true",
                     help="plate mode: label each crop with the separators the recognizer reads on it")
+    ap.add_argument("--no-second-look", action="store_true",
+                    help="plate mode: never detect a photo again at the plate profile's second-look resolution")
     ap.add_argument("--limit", type=int, help="first N images only")
     ap.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
     args = ap.parse_args(list(argv) if argv is not None else None)
@@ -213,7 +229,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.model_dir, providers=["CPUExecutionProvider"], intra_threads=args.threads)
     reader = None if pipeline is None or args.reader_model_dir is None else OcrPipeline.from_dir(
         args.reader_model_dir, providers=["CPUExecutionProvider"], intra_threads=args.threads)
-    cropper = ServiceCropper(pipeline, args.min_similarity, args.separators_from_read, reader)
+    second_look = None
+    if args.mode == "plate" and not args.no_second_look:
+        from service.profiles.plate import PlateProfile
+
+        second_look = PlateProfile.second_look_det_limit
+    cropper = ServiceCropper(pipeline, args.min_similarity, args.separators_from_read, reader, second_look)
     stats = cropper.extract(records, args.out, args.mode)
     log.info("%s", asdict(stats))
     print(json.dumps(asdict(stats)))
