@@ -25,12 +25,14 @@ def test_base_is_our_export_not_a_copy() -> None:
     assert charset["characters"][-1] == " "
 
 
-@pytest.mark.parametrize("kind,shape", [("det", (1, 3, 256, 352)), ("rec", (3, 3, 48, 272))])
-def test_base_matches_pretrained_source(kind: str, shape: tuple[int, ...]) -> None:
+# The recognizer's classifier is stored as float16 (models/base/MODEL_CARD.md): its softmax moves by ~2e-4, the
+# same text on every DEV crop; the detector is the float32 export.
+@pytest.mark.parametrize("kind,shape,tolerance", [("det", (1, 3, 256, 352), 1e-4), ("rec", (3, 3, 48, 272), 5e-4)])
+def test_base_matches_pretrained_source(kind: str, shape: tuple[int, ...], tolerance: float) -> None:
     files = locate_pretrained()
     source = files.det if kind == "det" else files.rec
     x = np.random.default_rng(1).uniform(-1, 1, shape).astype(np.float32)
-    assert onnx_max_abs_diff(BASE / f"{kind}.onnx", None, [x], reference_onnx=source) < 1e-4
+    assert onnx_max_abs_diff(BASE / f"{kind}.onnx", None, [x], reference_onnx=source) < tolerance
 
 
 def test_models_dir_within_budget() -> None:

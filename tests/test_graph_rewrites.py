@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from service.shared_weights import sidecar_path
 from training.export import cpu_session, share_weights_with
-from training.graph_rewrites import fuse_gelu, fuse_gelu_file
+from training.graph_rewrites import fuse_gelu, fuse_gelu_file, store_large_weights_fp16
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 
@@ -91,6 +92,30 @@ def test_a_base_rewritten_in_place_keeps_the_models_that_share_its_weights(tmp_p
     np.testing.assert_allclose(cpu_session(tuned).run(None, {"x": x})[0], before, atol=1e-5)
     assert fuse_gelu_file(tuned) == 2  # the sharing model's own graph, sidecar kept
     np.testing.assert_allclose(cpu_session(tuned).run(None, {"x": x})[0], before, atol=1e-5)
+
+
+def test_fp16_storage_in_place_leaves_the_tensors_other_models_share(tmp_path):
+    """`ocrnet store-fp16` (models/base's recognizer head): large weights of the base become float16, except the
+    ones a sharing model reads, which keeps computing exactly what it did."""
+    weight, bias = _weights(0)
+    (tmp_path / "base").mkdir()
+    (tmp_path / "tuned").mkdir()
+    base, src, tuned = tmp_path / "base" / "m.onnx", tmp_path / "src.onnx", tmp_path / "tuned" / "m.onnx"
+    onnx.save(_model(weight, bias), str(base))
+    onnx.save(_model(weight, bias + 1.0), str(src))
+    share_weights_with(src, base, tuned)
+    x = np.random.default_rng(2).normal(0, 1, (1, 4, 8, 8)).astype(np.float32)
+    base_before, tuned_before = (cpu_session(p).run(None, {"x": x})[0] for p in (base, tuned))
+
+    assert store_large_weights_fp16(base, shared_by=[tuned], min_elements=4) == 1  # the bias; the shared weight stays
+    stored = {i.name: i.data_type for i in onnx.load(str(base)).graph.initializer}
+    assert stored["w"] == TensorProto.FLOAT and stored["b__fp16"] == TensorProto.FLOAT16
+    np.testing.assert_array_equal(cpu_session(tuned).run(None, {"x": x})[0], tuned_before)
+    np.testing.assert_allclose(cpu_session(base).run(None, {"x": x})[0], base_before, atol=1e-3)
+    kept = base.read_bytes()
+    with pytest.raises(AssertionError, match="differs"):  # the weight too: past the probe tolerance, file untouched
+        store_large_weights_fp16(base, min_elements=4)
+    assert base.read_bytes() == kept
 
 
 def test_every_shipped_network_runs_gelu_as_one_op():

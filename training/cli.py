@@ -32,6 +32,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "lexicon": ("training.lexicon:main", "word list a bundle's recognizer may correct unknown words towards"),
     "plate-spacing": ("training.plate_spacing:main",
                       "measure how a plate recognizer's character spacing shows printed separators (for the profile)"),
+    "store-fp16": ("training.graph_rewrites:main_fp16",
+                   "store a model's largest weights as float16 in place (models/ size budget), sharers re-pointed"),
     "fuse-gelu": ("training.graph_rewrites:main",
                   "rewrite an older export's spelled-out GELUs as one Gelu op each (in place, probe-checked)"),
 }

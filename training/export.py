@@ -177,17 +177,19 @@ def store_weights_int8(src: str | Path, dst: str | Path, min_elements: int = 102
     return _rewrite_weights(src, dst, "int8", to_int8)
 
 
-def store_weights_fp16(src: str | Path, dst: str | Path, min_elements: int = 1024) -> Path:
+def store_weights_fp16(src: str | Path, dst: str | Path, min_elements: int = 1024,
+                       keep: Callable[[onnx.TensorProto], bool] | None = None) -> Path:
     """Store large float32 initializers as float16 followed by a Cast back to float32.
 
     Halves the file (models/ has a size budget) while the runtime still computes in float32:
     onnxruntime folds the Casts into float32 constants when the session is created, so speed is
     unchanged and the only error is fp16 rounding of the weights (measured per model in its card).
+    Initializers ``keep`` returns True for stay float32.
     """
     from onnx import TensorProto, helper, numpy_helper
 
     def to_fp16(init: onnx.TensorProto, _uses: list[tuple[str, int]]):
-        if init.data_type != TensorProto.FLOAT or int(np.prod(init.dims)) < min_elements:
+        if init.data_type != TensorProto.FLOAT or int(np.prod(init.dims)) < min_elements or (keep and keep(init)):
             return None
         half = numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), init.name + "__fp16")
         return [half], helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT,

@@ -138,6 +138,22 @@ def fuse_gelu_file(path: str | Path, shared_by: Sequence[str | Path] = ()) -> in
     re-found in the rewritten file and each is checked to compute what it computed before."""
     import onnx
 
+    model = onnx.load(str(path), load_external_data=False)
+    fused = fuse_gelu(model)
+    if fused:
+        replace_checked(path, model, shared_by, "fuse_gelu_source_sha256")
+        log.info("%s: %d GELUs fused", path, fused)
+    return fused
+
+
+def replace_checked(path: str | Path, model: onnx.ModelProto, shared_by: Sequence[str | Path], provenance_key: str,
+                    max_diff: float = MAX_PROBE_DIFF) -> float:
+    """Write ``model`` over ``path`` when its output on a probe input is within ``max_diff`` of the file's (raises
+    otherwise, leaving the file as it was); ``provenance_key`` in its metadata records the SHA-256 it replaced. The
+    models in ``shared_by`` take tensors from ``path``: their byte ranges are re-found in the new file and each is
+    checked to compute exactly what it computed before. Returns the probe difference."""
+    import onnx
+
     from service.shared_weights import sha256_file, sidecar_path
     from training.export import (
         cpu_session,
@@ -147,10 +163,6 @@ def fuse_gelu_file(path: str | Path, shared_by: Sequence[str | Path] = ()) -> in
     )
 
     path = Path(path)
-    model = onnx.load(str(path), load_external_data=False)
-    fused = fuse_gelu(model)
-    if not fused:
-        return 0
     old_bytes = path.read_bytes()
     before = {}
     for sharer in map(Path, shared_by):
@@ -158,8 +170,8 @@ def fuse_gelu_file(path: str | Path, shared_by: Sequence[str | Path] = ()) -> in
         probe = probe_input(onnx.load(str(sharer), load_external_data=False))
         before[sharer] = (probe, session.run(None, {session.get_inputs()[0].name: probe})[0])
     entry = model.metadata_props.add()  # provenance: what this file was (an int8 copy names that as its source)
-    entry.key, entry.value = "fuse_gelu_source_sha256", sha256_file(path)
-    staged = path.with_name(path.stem + ".fusing" + path.suffix)
+    entry.key, entry.value = provenance_key, sha256_file(path)
+    staged = path.with_name(path.stem + ".rewriting" + path.suffix)
     onnx.save_model(model, str(staged))
     sidecar = sidecar_path(path)
     try:
@@ -168,13 +180,13 @@ def fuse_gelu_file(path: str | Path, shared_by: Sequence[str | Path] = ()) -> in
         # the graphs as written: onnxruntime's own fusions of int8-stored weights approximate (~1e-2 on a probe)
         # and would hide what the rewrite itself changed
         diff = onnx_max_abs_diff(staged, None, [probe_input(model)], reference_onnx=path, optimized=False)
-        if diff > MAX_PROBE_DIFF:
-            raise AssertionError(f"{path}: the fused model differs by {diff:.2e} on a probe input; left unchanged")
+        if diff > max_diff:
+            raise AssertionError(f"{path}: the rewritten model differs by {diff:.2e} on a probe input; left unchanged")
         os.replace(staged, path)
     finally:
         staged.unlink(missing_ok=True)
         sidecar_path(staged).unlink(missing_ok=True)
-    log.info("%s: %d GELUs fused (max |diff| %.1e on a probe)", path, fused, diff)
+    log.info("%s: rewritten (max |diff| %.1e on a probe)", path, diff)
     for sharer, (probe, want) in before.items():
         rebase_shared_weights(sharer, old_bytes)
         session = cpu_session(sharer, optimized=False)
@@ -182,7 +194,58 @@ def fuse_gelu_file(path: str | Path, shared_by: Sequence[str | Path] = ()) -> in
         if moved > 0:
             raise AssertionError(f"{sharer}: differs by {moved:.2e} after its base {path.name} was rewritten")
         log.info("%s: shared weights re-found in the rewritten %s", sharer, path.name)
-    return fused
+    return diff
+
+
+# The classifier of PP-OCRv6's recognizer (120 x 18,710 weights, 9 MB of the 21 MB file) is the only tensor this large.
+FP16_MIN_ELEMENTS = 1_000_000
+# fp16 rounding of those weights moves a softmax output by ~1e-4 (measured: see models/base/MODEL_CARD.md).
+MAX_FP16_PROBE_DIFF = 1e-3
+
+
+def store_large_weights_fp16(path: str | Path, shared_by: Sequence[str | Path] = (),
+                             min_elements: int = FP16_MIN_ELEMENTS) -> int:
+    """Store ``path``'s float32 initializers of at least ``min_elements`` as float16 + Cast, in place; returns how
+    many were stored so. Tensors the models in ``shared_by`` read from the file stay as they are (those models
+    compute exactly what they did: checked)."""
+    import json
+    import tempfile
+
+    import onnx
+
+    from service.shared_weights import sidecar_path
+    from training.export import store_weights_fp16
+
+    path = Path(path)
+    data = path.read_bytes()
+    shared = set()
+    for sharer in map(Path, shared_by):
+        for tensor in json.loads(sidecar_path(sharer).read_text())["tensors"]:
+            shared.add(data[tensor["offset"]:tensor["offset"] + tensor["length"]])
+    with tempfile.TemporaryDirectory() as tmp:
+        stored = store_weights_fp16(path, Path(tmp) / path.name, min_elements, keep=lambda i: i.raw_data in shared)
+        model = onnx.load(str(stored))
+    count = sum(node.op_type == "Cast" and node.name.endswith("__to_fp32") for node in model.graph.node)
+    if count:
+        replace_checked(path, model, shared_by, "fp16_weights_source_sha256", MAX_FP16_PROBE_DIFF)
+    return count
+
+
+def main_fp16(argv: Sequence[str] | None = None) -> int:
+    """``ocrnet store-fp16``: a model's largest weights stored as float16, in place, sharers re-pointed."""
+    from training.cli import HelpFormatter
+
+    ap = argparse.ArgumentParser(prog="ocrnet store-fp16", description=store_large_weights_fp16.__doc__,
+                                 formatter_class=HelpFormatter)
+    ap.add_argument("model", type=Path, help="ONNX file to rewrite in place")
+    ap.add_argument("--min-elements", type=int, default=FP16_MIN_ELEMENTS,
+                    help="float32 initializers at least this large are stored as float16")
+    ap.add_argument("--shared-by", nargs="*", type=Path, default=[],
+                    help="the models whose sidecars take weights from it (re-pointed, checked)")
+    args = ap.parse_args(list(argv) if argv is not None else None)
+    print(f"{args.model}: {store_large_weights_fp16(args.model, args.shared_by, args.min_elements)} "
+          "initializers stored as float16")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
