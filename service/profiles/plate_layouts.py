@@ -70,7 +70,7 @@ _SEPARATOR_GLYPHS = frozenset("O0I1")
 # them) with `ocrnet plate-spacing` (docs/finetune.md); the recogniser's steps are coarse (about 3 per character),
 # so one gap is weak evidence and a layout is judged on all of its separators together.
 SPACING_GAP_EDGES: tuple[float, ...] = (1.2, 1.4, 1.6, 1.8)
-SPACING_LOG_LR: tuple[float, ...] = (-2.81, 1.37, 1.86, 5.19, 3.61)
+SPACING_LOG_LR: tuple[float, ...] = (-2.55, 1.24, 2.17, 4.95, 3.99)
 
 
 @dataclass(frozen=True)
