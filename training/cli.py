@@ -29,6 +29,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
                  "transfer-learning modes (or a learning curve) side by side, judged through the service pipeline"),
     "sweep": ("training.sweep:main", "small hyperparameter sweep over a finetune config"),
     "quantize": ("training.quantize:main", "int8 copy of a detector for CPU serving, calibrated on synthetic pages"),
+    "quantize-rec": ("training.quantize_rec:main",
+                     "int8 copy of a recognizer for CPU serving (pointwise convs), calibrated on real crops"),
     "lexicon": ("training.lexicon:main", "word list a bundle's recognizer may correct unknown words towards"),
     "plate-spacing": ("training.plate_spacing:main",
                       "measure how a plate recognizer's character spacing shows printed separators (for the profile)"),
