@@ -7,6 +7,8 @@ the depthwise ones too) read 46.8 % of 600 DEV receipt crops exactly instead of 
 from a TRAIN crop list (``ocrnet crops``); ``--check`` reads another list (DEV crops: model selection only) with
 both models and prints how many lines read the same and each model's accuracy against the labels. The service
 loads the result on CPU-only hosts when the bundle's model.json names it ``rec_cpu``; accelerators keep ``rec``.
+Measured on this project's 2-core CPU it does not pay (1.17-1.26x per recognizer call, 1.025x per receipt,
+bench/README.md), so no shipped bundle names one; a CPU with faster int8 kernels (AMX) may differ: measure there.
 """
 from __future__ import annotations
 
