@@ -8,7 +8,7 @@ import pytest
 
 from service.model_bundle import ModelBundle, sha256_file
 from service.vision.det_preprocess import DetPreprocessConfig
-from training.quantize import compare_detectors, quantize_detector, synthetic_det_inputs
+from training.quantize import compare_detectors, quantize_convs, synthetic_det_inputs
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 SMALL = dict.fromkeys(("plates", "receipts", "ids"), DetPreprocessConfig(limit_side_len=320, limit_type="max", buckets=()))
@@ -20,7 +20,7 @@ def _props(path: Path) -> dict[str, str]:
 
 def test_quantized_detector_is_int8_convs_and_agrees_with_the_float_one(tmp_path):
     src = MODELS / "base" / "det.onnx"
-    out = quantize_detector(src, tmp_path / "det_int8.onnx", synthetic_det_inputs(["plates", "ids"], 2, 3, SMALL),
+    out = quantize_convs(src, tmp_path / "det_int8.onnx", synthetic_det_inputs(["plates", "ids"], 2, 3, SMALL),
                             metadata={"calibration": "test"})
     graph = onnx.load(str(out)).graph
     convs = [n for n in graph.node if n.op_type == "Conv"]

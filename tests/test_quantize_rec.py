@@ -9,7 +9,8 @@ pytest.importorskip("onnxruntime")
 
 from onnx import TensorProto, helper, numpy_helper
 
-from training.quantize_rec import pointwise_convs, quantize_recognizer, standalone_float
+from training.quantize import quantize_convs
+from training.quantize_rec import pointwise_convs, standalone_float
 
 
 def _model(int8_stored_head: bool = False) -> onnx.ModelProto:
@@ -67,7 +68,7 @@ def test_quantized_model_keeps_the_other_convs_float_and_stays_close(tmp_path):
     onnx.save(_model(), tmp_path / "m.onnx")
     rng = np.random.default_rng(1)
     calibration = (rng.uniform(-1, 1, (1, 3, 8, 16)).astype(np.float32) for _ in range(8))
-    out = quantize_recognizer(tmp_path / "m.onnx", tmp_path / "q.onnx", calibration)
+    out = quantize_convs(tmp_path / "m.onnx", tmp_path / "q.onnx", calibration, select=pointwise_convs)
     quantized = onnx.load(out)
     int8_weights = {i.name for i in quantized.graph.initializer if i.data_type == TensorProto.INT8}
     assert any("pw1" in name for name in int8_weights)

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import tempfile
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +24,8 @@ import numpy as np
 from training.data.synth import DOMAINS
 
 if TYPE_CHECKING:  # onnx, onnxruntime and the generators load when the command runs, not for --help
+    import onnx
+
     from service.vision.det_preprocess import DetPreprocessConfig
 
 QUANTIZED_OPS = ("Conv",)
@@ -83,9 +85,11 @@ def _quiet_quantizer() -> Iterator[None]:
 CALIBRATION_METHODS = ("minmax", "average")
 
 
-def quantize_detector(src: str | Path, out: str | Path, calibration: Iterator[np.ndarray],
-                      metadata: dict[str, str] | None = None, method: str = "minmax") -> Path:
-    """Static int8 quantization of ``src``'s Conv nodes, calibrated on ``calibration`` tensors by ``method``."""
+def quantize_convs(src: str | Path, out: str | Path, calibration: Iterator[np.ndarray],
+                   metadata: dict[str, str] | None = None, method: str = "minmax",
+                   select: Callable[[onnx.ModelProto], list[str]] | None = None) -> Path:
+    """Static int8 quantization of ``src``'s Conv nodes (those ``select`` names, when given: the recognizer keeps
+    some float, training.quantize_rec), calibrated on ``calibration`` tensors by ``method``."""
     import onnx
     import onnxruntime as ort
     from onnxruntime.quantization import (
@@ -106,10 +110,12 @@ def quantize_detector(src: str | Path, out: str | Path, calibration: Iterator[np
     with tempfile.TemporaryDirectory() as tmp, _quiet_quantizer():
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
+        nodes = None if select is None else select(onnx.load(str(prepared)))
         quantize_static(str(prepared), str(out), _calibration_reader(input_name, calibration), quant_format=QuantFormat.QDQ,
                         per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.MinMax,
-                        extra_options={"CalibMovingAverage": method == "average"}, op_types_to_quantize=list(QUANTIZED_OPS))
+                        extra_options={"CalibMovingAverage": method == "average"}, op_types_to_quantize=list(QUANTIZED_OPS),
+                        nodes_to_quantize=nodes)
     model = onnx.load(str(out))
     props = {"exporter": "ocrnet quantize", "float_source_sha256": sha256_file(src), **(metadata or {})}
     kept = [(p.key, p.value) for p in model.metadata_props if p.key not in props]
@@ -192,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configs = domain_det_configs(args.models_root, domains)
     with tempfile.TemporaryDirectory() as tmp:
         whole = Path(tmp) / "det_int8.onnx" if args.share_weights_with else args.out
-        quantize_detector(args.model, whole, synthetic_det_inputs(domains, args.n, args.seed, configs), metadata={
+        quantize_convs(args.model, whole, synthetic_det_inputs(domains, args.n, args.seed, configs), metadata={
             "calibration": f"{args.method} on synthetic pages {','.join(domains)} x{args.n}, seed {args.seed}"},
             method=args.method)
         if args.share_weights_with:

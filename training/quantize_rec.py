@@ -22,8 +22,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from training.quantize import CALIBRATION_METHODS, quantize_convs
+
 if TYPE_CHECKING:  # onnx and onnxruntime load when the command runs, not for --help
     import onnx
+
+    from service.vision.rec_preprocess import RecBatch
 
 
 def standalone_float(model_path: str | Path, out: str | Path) -> Path:
@@ -86,55 +90,23 @@ def pointwise_convs(model: onnx.ModelProto, keep_float: Sequence[str] = KEEP_FLO
     return names
 
 
-def read_crop_list(tsv: str | Path, n: int | None = None, seed: int = 0) -> list[tuple[np.ndarray, str]]:
+def sample_crops(tsv: str | Path, n: int | None = None, seed: int = 0) -> list[tuple[np.ndarray, str]]:
     """(BGR crop, label) of ``n`` rows of a crop list (all when None), drawn with ``seed``."""
     from service.vision.images import to_bgr_array
-    from training.data.loaders import open_rgb
+    from training.data.loaders import open_rgb, read_crop_list
 
-    tsv = Path(tsv)
-    rows = [line.split("\t", 1) for line in tsv.read_text(encoding="utf-8").splitlines() if "\t" in line]
-    if n is not None and n < len(rows):
-        rows = random.Random(seed).sample(rows, n)
-    return [(to_bgr_array(open_rgb(tsv.parent / path)), text) for path, text in rows]
-
-
-def rec_inputs(crops: Sequence[np.ndarray], height: int = 48) -> Iterator[np.ndarray]:
-    """(1,3,height,W) recognizer tensors, each crop in the width bucket the service would give it."""
-    from service.vision.rec_preprocess import (
-        normalize_crop,
-        resized_width,
-        width_bucket,
-    )
-
-    for crop in crops:
-        yield normalize_crop(crop, width_bucket(resized_width(crop.shape[0], crop.shape[1], height)), height)[None]
+    records = read_crop_list(tsv)
+    if n is not None and n < len(records):
+        records = random.Random(seed).sample(records, n)
+    return [(to_bgr_array(open_rgb(r.path)), r.text) for r in records]
 
 
-def quantize_recognizer(src: str | Path, out: str | Path, calibration: Iterator[np.ndarray],
-                        keep_float: Sequence[str] = KEEP_FLOAT, method: str = "minmax") -> Path:
-    """Static int8 quantization of ``src``'s pointwise convolutions, calibrated on ``calibration`` by ``method``
-    (see training.quantize.CALIBRATION_METHODS)."""
-    import onnx
-    from onnxruntime.quantization import (
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+def rec_inputs(crops: Sequence[np.ndarray], height: int, max_batch: int = 1) -> Iterator[RecBatch]:
+    """The recognizer batches the service would make of ``crops`` (width buckets; one crop each by default, the
+    calibration's unit)."""
+    from service.vision.rec_preprocess import make_rec_batches
 
-    from training.quantize import _calibration_reader, _quiet_quantizer
-
-    src, out = Path(src), Path(out)
-    with tempfile.TemporaryDirectory() as tmp, _quiet_quantizer():
-        prepared = Path(tmp) / "prepared.onnx"
-        quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
-        model = onnx.load(str(prepared))
-        quantize_static(str(prepared), str(out), _calibration_reader(model.graph.input[0].name, calibration),
-                        quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
-                        extra_options={"CalibMovingAverage": method == "average"}, op_types_to_quantize=["Conv"], nodes_to_quantize=pointwise_convs(model, keep_float))
-    return out
+    yield from make_rec_batches(crops, max_batch=max_batch, height=height)
 
 
 @dataclass
@@ -153,7 +125,7 @@ class RecCheck:
 
 
 def compare_recognizers(float_path: str | Path, int8_path: str | Path, classes: Sequence[str],
-                        crops: Sequence[tuple[np.ndarray, str]], threads: int = 2) -> RecCheck:
+                        crops: Sequence[tuple[np.ndarray, str]], height: int, threads: int = 2) -> RecCheck:
     from service.runtime import create_session
     from service.vision.ctc import ctc_greedy_decode
 
@@ -161,11 +133,13 @@ def compare_recognizers(float_path: str | Path, int8_path: str | Path, classes: 
                 for p in (float_path, int8_path)]
     name = sessions[0].get_inputs()[0].name
     check = RecCheck(len(crops), 0, 0, 0)
-    for (crop, label), x in zip(crops, rec_inputs([c for c, _ in crops])):
-        a, b = (ctc_greedy_decode(s.run(None, {name: x})[0], classes, top_k=0)[0].text for s in sessions)
-        check.same_text += a == b
-        check.float_exact += a.strip().upper() == label.strip().upper()
-        check.int8_exact += b.strip().upper() == label.strip().upper()
+    for batch in rec_inputs([c for c, _ in crops], height, max_batch=32):
+        reads = [ctc_greedy_decode(s.run(None, {name: batch.tensor})[0], classes, top_k=0) for s in sessions]
+        for i, a, b in zip(batch.indices, *reads):
+            label = crops[i][1].strip().upper()
+            check.same_text += a.text == b.text
+            check.float_exact += a.text.strip().upper() == label
+            check.int8_exact += b.text.strip().upper() == label
     return check
 
 
@@ -181,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--share-weights-with", type=Path, metavar="ONNX",
                    help="store only the tensors that differ from this file's (e.g. models/base/rec.onnx, or another "
                         "int8 recognizer of the same backbone: its pointwise weights quantize to the same bytes)")
-    p.add_argument("--method", choices=("minmax", "average"), default="minmax",
+    p.add_argument("--method", choices=CALIBRATION_METHODS, default="minmax",
                    help="activation ranges: the extremes over all calibration crops, or the mean of each crop's")
     p.add_argument("--keep-float", default=",".join(KEEP_FLOAT),
                    help="comma-separated parts of weight names whose pointwise convs stay float")
@@ -199,14 +173,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     from service.model_bundle import ModelBundle
 
     bundle = ModelBundle(args.bundle)
-    calibration = read_crop_list(args.calibration, args.n, args.seed)
+    calibration = sample_crops(args.calibration, args.n, args.seed)
+    height = bundle.manifest.rec_height
     with tempfile.TemporaryDirectory() as tmp:
         plain = standalone_float(bundle.rec_path, Path(tmp) / "float.onnx")
         whole = args.out if args.share_weights_with is None else Path(tmp) / "int8.onnx"
         args.out.parent.mkdir(parents=True, exist_ok=True)
         keep_float = [k for k in args.keep_float.split(",") if k]
-        quantize_recognizer(plain, whole, rec_inputs([c for c, _ in calibration], bundle.manifest.rec_height),
-                            keep_float, args.method)
+        tensors = (batch.tensor for batch in rec_inputs([c for c, _ in calibration], height))
+        quantize_convs(plain, whole, tensors, {"calibration": f"{args.method} on {len(calibration)} crops of "
+                                                              f"{args.calibration.name}, seed {args.seed}"},
+                       args.method, select=lambda model: pointwise_convs(model, keep_float))
         if args.share_weights_with is not None:
             from training.export import share_weights_with
 
@@ -214,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB; float {plain.stat().st_size / 1e6:.1f} MB)")
         if args.check is not None:
             check = compare_recognizers(plain, args.out, bundle.classes,
-                                        read_crop_list(args.check, args.check_n, args.seed), args.threads)
+                                        sample_crops(args.check, args.check_n, args.seed), height, args.threads)
             print(check.summary())
     return 0
 
