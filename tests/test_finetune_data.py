@@ -98,6 +98,9 @@ def test_labels_jsonl_source_gives_rec_crops_and_det_pages(tmp_path):
     fatter = DetDataset(det_train, size=128, seed=0, shrink_ratio=0.6)[0]  # same crop, kernels shrunk less
     assert torch.equal(fatter["image"], item["image"])
     assert float(fatter["shrink_map"].sum()) > float(item["shrink_map"].sum())
+    from training.finetune.tasks import DetTask
+
+    assert DetTask(128, min_text_size=3.0).dataset(det_train, seed=0).min_text_size == 3.0
 
 
 def test_synthetic_split_and_charset(tmp_path):

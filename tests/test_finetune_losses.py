@@ -41,6 +41,14 @@ def test_db_targets_mask_ignored_and_tiny_lines():
     assert t["shrink_mask"][25, 55] == 0 and t["shrink_mask"][51, 10] == 0 and t["shrink_mask"][0, 0] == 1
 
 
+def test_db_targets_teach_narrow_tokens_above_min_text_size():
+    one = [(40.0, 10.0), (46.0, 10.0), (46.0, 40.0), (40.0, 40.0)]  # a lone "1": 6 x 30 px
+    default = make_db_targets([one], [False], 64, 128)
+    assert default["shrink_map"].sum() == 0 and default["shrink_mask"][25, 43] == 0  # left out of the loss
+    taught = make_db_targets([one], [False], 64, 128, min_text_size=3.0)
+    assert taught["shrink_map"][25, 43] == 1 and taught["shrink_mask"].min() == 1
+
+
 def test_ohem_keeps_three_negatives_per_positive():
     gt = torch.zeros(1, 1, 4, 4)
     gt[0, 0, 0, 0] = 1

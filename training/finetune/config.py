@@ -59,6 +59,10 @@ class DataConfig(_Strict):
     det_shrink_ratio: float = Field(default=0.4, gt=0.0, lt=1.0,
                                     description="DB kernel shrink ratio r of the targets (offset A(1-r^2)/L); "
                                                 "match the kernel the pretrained detector already draws")
+    det_min_text_size: float = Field(default=8.0, gt=0.0,
+                                     description="DB targets: a line whose short side is below this many pixels at "
+                                                 "training scale is left out of the loss instead of taught as text; "
+                                                 "lower it when lone '1', ':' or '*' tokens matter")
     num_workers: int = Field(default=0, ge=0)
 
 

@@ -40,7 +40,8 @@ class DetDataset(Dataset):
 
     def __init__(self, samples: Sequence[DetSample], size: int = 640, seed: int = 0,
                  preprocess: DetPreprocessConfig | None = None, text_centred: float = 0.8,
-                 min_visible: float = 0.5, shrink_ratio: float = 0.4) -> None:
+                 min_visible: float = 0.5, shrink_ratio: float = 0.4,
+                 min_text_size: float = 8.0) -> None:
         if size % 32:
             raise ValueError("det crop size must be a multiple of 32")
         self.samples = list(samples)
@@ -50,6 +51,7 @@ class DetDataset(Dataset):
         self.text_centred = text_centred
         self.min_visible = min_visible
         self.shrink_ratio = shrink_ratio
+        self.min_text_size = min_text_size
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -96,7 +98,8 @@ class DetDataset(Dataset):
             quad, visible = clipped
             shifted.append(quad)
             flags.append(ig or visible < self.min_visible)  # a mostly cut-off line is "don't care"
-        targets = make_db_targets(shifted, flags, s, s, shrink_ratio=self.shrink_ratio)
+        targets = make_db_targets(shifted, flags, s, s, shrink_ratio=self.shrink_ratio,
+                                  min_text_size=self.min_text_size)
         item = {"image": torch.from_numpy(chw)}
         item.update({k: torch.from_numpy(v) for k, v in targets.items()})
         return item

@@ -161,7 +161,8 @@ def build_trainer(cfg: FinetuneConfig, info: DistInfo | None = None, resume: Pat
         if init is not None:
             model.load_state_dict(init["model"])
         task = DetTask(cfg.data.det_size, *bundle_det_settings(cfg.data.det_bundle),
-                       shrink_ratio=cfg.data.det_shrink_ratio)
+                       shrink_ratio=cfg.data.det_shrink_ratio,
+                       min_text_size=cfg.data.det_min_text_size)
         trainer = Trainer(cfg, model, task, task.usable(train), task.usable(val), task.usable(source), teacher,
                           info, exclude_from_l2sp=["thresh_head"], target=target)
     else:

@@ -136,9 +136,10 @@ class DetTask:
     name = "det"
 
     def __init__(self, size: int = 640, preprocess: DetPreprocessConfig | None = None,
-                 post: DBConfig | None = None, shrink_ratio: float = 0.4) -> None:
+                 post: DBConfig | None = None, shrink_ratio: float = 0.4, min_text_size: float = 8.0) -> None:
         self.size = size
         self.shrink_ratio = shrink_ratio
+        self.min_text_size = min_text_size
         self.preprocess = preprocess or DetPreprocessConfig()  # the service defaults (= base model.json)
         self.post = post or DBConfig()
 
@@ -148,7 +149,8 @@ class DetTask:
 
     def dataset(self, samples: Sequence[DetSample], seed: int, training: bool = False) -> DetDataset:
         """Every det set is cropped at random (``training`` changes nothing)."""
-        return DetDataset(samples, self.size, seed, self.preprocess, shrink_ratio=self.shrink_ratio)
+        return DetDataset(samples, self.size, seed, self.preprocess, shrink_ratio=self.shrink_ratio,
+                          min_text_size=self.min_text_size)
 
     @property
     def collate(self):
