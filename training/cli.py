@@ -28,6 +28,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "ablation": ("training.ablation:main",
                  "transfer-learning modes (or a learning curve) side by side, judged through the service pipeline"),
     "sweep": ("training.sweep:main", "small hyperparameter sweep over a finetune config"),
+    "soup": ("training.soup:main", "average the weights of finetune runs from the same start (a model soup)"),
     "quantize": ("training.quantize:main", "int8 copy of a detector for CPU serving, calibrated on synthetic pages"),
     "quantize-rec": ("training.quantize_rec:main",
                      "int8 copy of a recognizer for CPU serving (pointwise convs), calibrated on real crops"),
