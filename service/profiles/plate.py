@@ -3,7 +3,9 @@
 A car photo holds more text than the plate (dealer frames, stickers, state names, slogans). Each line, and each
 pair of neighbouring lines (plates split by the detector, two-row plates), is a candidate, scored by the region it
 sits in first (the largest plate-shaped box: plate-like aspect and character count), then by how well it fits a
-known plate format, its OCR confidence and how central it is. The candidates come back with their scores.
+known plate format, its OCR confidence and how central it is. The candidates come back with their scores. Those
+weights are set by hand; a bundle may name a learned picker instead (model.json `fields_model`, see
+`plate_picker`), which ranks the same candidates by a score fitted on the TRAIN plate photos.
 
 A read is changed only under the rules of `plate_layouts` (never when it already fits a known layout, and only
 on the recogniser's own evidence); the generic US pattern (2-8 alphanumerics) never changes a character, but spells
@@ -12,10 +14,12 @@ the O/0 glyph of US plates as 0.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 from pydantic import BaseModel, Field
@@ -33,6 +37,7 @@ from .plate_layouts import (
     separator_boundaries,
     spacing_support,
 )
+from .plate_picker import PlatePicker, Reading
 
 __all__ = [
     "PLATE_FORMATS",
@@ -43,6 +48,7 @@ __all__ = [
     "PlateProfile",
     "match_plate",
     "plate_key",
+    "plate_readings",
 ]
 
 _GENERIC = re.compile(r"^[A-Z0-9]{2,8}$")
@@ -159,7 +165,12 @@ class PlateCandidate(BaseModel):
                       examples=["alternative"])
     changes: list[str] = Field(default_factory=list, description="what the rule changed (key position:old->new)",
                                examples=[["2:I->1"]])
-    score: float = Field(..., description="the total the candidates are ranked by", examples=[0.91])
+    score: float = Field(..., description="the total the candidates are ranked by: the hand-set weighted sum of "
+                                          "the parts below less the rule's penalty; when the bundle has a learned "
+                                          "plate picker (model.json `fields_model`), the picker's score of the "
+                                          "candidate's line (log-odds, comparable within one photo only), less "
+                                          "what the hand-set total puts this reading below the line's best one",
+                         examples=[0.91])
     region: float = Field(..., ge=0, le=1, description="plate-shaped region: the box's height relative to the "
                                                        "largest plate-shaped box (0 when the box's aspect or "
                                                        "character count is not a plate's)", examples=[1.0])
@@ -200,6 +211,7 @@ class _Candidate:
     y0: float
     x1: float
     y1: float
+    joined: bool = False  # two neighbouring lines
 
 
 def _evidence(lines: Sequence[TextLineLike], box: LineBox) -> tuple[Evidence | None, ...] | None:
@@ -221,7 +233,8 @@ def _candidates(lines: Sequence[TextLineLike], boxes: list[LineBox]) -> list[_Ca
                 ea, eb = _evidence(lines, a), _evidence(lines, b)
                 joined = None if ea is None or eb is None else (*ea, None, *eb)
                 cands.append(_Candidate(f"{a.text} {b.text}", joined, (a.confidence + b.confidence) / 2,
-                                        min(a.x0, b.x0), min(a.y0, b.y0), max(a.x1, b.x1), max(a.y1, b.y1)))
+                                        min(a.x0, b.x0), min(a.y0, b.y0), max(a.x1, b.x1), max(a.y1, b.y1),
+                                        joined=True))
     return cands
 
 
@@ -249,6 +262,47 @@ def _readings(cand: _Candidate) -> list[tuple[str, str, tuple[str, ...]]]:
     return [(cand.raw, "as_read", ())] + [(c.raw, c.rule, c.changes) for c in fixed]
 
 
+_Weighed = tuple[Reading, PlateMatch, tuple[str, ...]]
+
+
+def _weighed(lines: Sequence[TextLineLike], image_size: tuple[int, int]) -> list[_Weighed]:
+    """Every reading that matches a plate pattern, with its match and the changes its rule made."""
+    boxes = line_boxes(lines)
+    if not boxes:
+        return []
+    width, height = (max(float(v), 1.0) for v in image_size)
+    cands = [c for c in _candidates(lines, boxes) if not _TIMESTAMP.search(c.raw)]
+    shaped = [c for c in cands if _plate_shaped(c)]
+    max_h = max((c.y1 - c.y0 for c in shaped), default=1.0)
+    out: list[_Weighed] = []
+    for n, cand in enumerate(cands):
+        h = cand.y1 - cand.y0
+        region = min(h / max_h, 1.0) if _plate_shaped(cand) else 0.0
+        dx = ((cand.x0 + cand.x1) / 2 - width / 2) / width
+        dy = ((cand.y0 + cand.y1) / 2 - height / 2) / height
+        centrality = 1.0 - min(math.hypot(dx, dy) / 0.7071, 1.0)
+        confidence = min(max(cand.confidence, 0.0), 1.0)
+        for text, rule, changes in _readings(cand):
+            same_glyphs = cand.evidence is not None and len(text) == len(cand.raw)
+            match = match_plate(text, cand.evidence if same_glyphs else None)
+            if match is None:
+                continue
+            score = _W_REGION * region + _W_PATTERN * match.pattern_score + _W_CONFIDENCE * confidence \
+                + _W_CENTRALITY * centrality - _RULE_PENALTY[rule]
+            out.append((Reading(read=cand.raw, text=text, key=match.plate, layout=match.layout, rule=rule,
+                                line=n, joined=cand.joined, box=(cand.x0, cand.y0, cand.x1, cand.y1), confidence=confidence,
+                                region=region, pattern=match.pattern_score, centrality=centrality, hand_score=score),
+                        match, tuple(changes)))
+    return out
+
+
+def plate_readings(lines: Sequence[TextLineLike], image_size: tuple[int, int]) -> list[Reading]:
+    """The readings the picker weighs (each line and neighbouring pair, timestamps left out, as read and as each
+    layout rule changes it, that match a plate pattern), with the parts of the hand-set ranking: what
+    `ocrnet train-plate-picker` learns from."""
+    return [r for r, _, _ in _weighed(lines, image_size)]
+
+
 class PlateProfile(Profile):
     name: ClassVar[str] = "plate"
     description: ClassVar[str] = "Vehicle licence plates: picks the plate, normalises it, guesses its format"
@@ -258,44 +312,41 @@ class PlateProfile(Profile):
     # plates that found 3 more plates (wts-lg / dashcam frames) for a second read on 8 of 79 images.
     second_look_det_limit: ClassVar[tuple[int, str] | None] = (1280, "max")
 
+    def __init__(self, picker: PlatePicker | None = None) -> None:
+        self.picker = picker
+
+    def for_model_dir(self, root: str | Path) -> PlateProfile:
+        """This profile with the bundle's learned plate picker (model.json `fields_model`); the hand-set ranking
+        without one, or when `fields_model` is another profile's model (the invoice tagger of a bundle that serves
+        both). Raises ValueError when the file is not JSON, or says it is a picker but is not a valid one."""
+        manifest = Path(root) / "model.json"
+        if not manifest.is_file():
+            return self
+        name = json.loads(manifest.read_text(encoding="utf-8")).get("fields_model")
+        if not name or not PlatePicker.is_picker_file(Path(root) / name):
+            return self
+        return PlateProfile(PlatePicker.load(Path(root) / name))
+
     def wants_second_look(self, fields: dict) -> bool:
         """No plate, or a 'plate' without a digit (a dealer name or slogan picked for want of the real one)."""
         plate = fields.get("plate")
         return not plate or not any(c.isdigit() for c in plate)
 
     def extract(self, lines: Sequence[TextLineLike], image_size: tuple[int, int]) -> PlateFields:
-        boxes = line_boxes(lines)
-        if not boxes:
+        weighed = _weighed(lines, image_size)
+        if not weighed:
             return PlateFields()
-        width, height = (max(float(v), 1.0) for v in image_size)
-        cands = [c for c in _candidates(lines, boxes) if not _TIMESTAMP.search(c.raw)]
-        shaped = [c for c in cands if _plate_shaped(c)]
-        max_h = max((c.y1 - c.y0 for c in shaped), default=1.0)
-        scored: list[tuple[PlateCandidate, PlateMatch, _Candidate]] = []
-        for cand in cands:
-            h = cand.y1 - cand.y0
-            region = min(h / max_h, 1.0) if _plate_shaped(cand) else 0.0
-            dx = ((cand.x0 + cand.x1) / 2 - width / 2) / width
-            dy = ((cand.y0 + cand.y1) / 2 - height / 2) / height
-            centrality = 1.0 - min(math.hypot(dx, dy) / 0.7071, 1.0)
-            confidence = min(max(cand.confidence, 0.0), 1.0)
-            for text, rule, changes in _readings(cand):
-                same_glyphs = cand.evidence is not None and len(text) == len(cand.raw)
-                match = match_plate(text, cand.evidence if same_glyphs else None)
-                if match is None:
-                    continue
-                score = _W_REGION * region + _W_PATTERN * match.pattern_score + _W_CONFIDENCE * confidence \
-                    + _W_CENTRALITY * centrality - _RULE_PENALTY[rule]
-                scored.append((PlateCandidate(
-                    read=cand.raw, text=text, plate=match.plate, format=match.layout,
-                    country_guess=match.country, rule=rule, changes=list(changes), score=round(score, 4),
-                    region=round(region, 4), pattern=round(match.pattern_score, 4),
-                    confidence=round(confidence, 4), centrality=round(centrality, 4)), match, cand))
-        if not scored:
-            return PlateFields()
-        scored.sort(key=lambda item: -item[0].score)
-        _, match, cand = scored[0]
-        return PlateFields(plate=match.plate, plate_display=match.display, plate_raw=cand.raw,
-                           country_guess=match.country, format=match.layout,
-                           confidence=round(min(max(cand.confidence, 0.0), 1.0), 4),
-                           candidates=[c for c, _, _ in scored[:MAX_CANDIDATES]])
+        if self.picker is None:
+            scores = [r.hand_score for r, _, _ in weighed]
+        else:  # the learned score picks the line; the rules and their penalties still pick the line's reading
+            scores = [float(s) for s in self.picker.rank([r for r, _, _ in weighed], image_size)]
+        ranked = sorted(zip((round(s, 4) for s in scores), weighed), key=lambda item: -item[0])
+        _, (best, match, _) = ranked[0]
+        return PlateFields(plate=match.plate, plate_display=match.display, plate_raw=best.read,
+                           country_guess=match.country, format=match.layout, confidence=round(best.confidence, 4),
+                           candidates=[PlateCandidate(
+                               read=r.read, text=r.text, plate=m.plate, format=m.layout, country_guess=m.country,
+                               rule=r.rule, changes=list(changes), score=score, region=round(r.region, 4),
+                               pattern=round(r.pattern, 4), confidence=round(r.confidence, 4),
+                               centrality=round(r.centrality, 4))
+                               for score, (r, m, changes) in ranked[:MAX_CANDIDATES]])
