@@ -23,6 +23,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "finetune": ("training.finetune:main_finetune", "finetune det or rec from a YAML/JSON config (torchrun-ready)"),
     "train-fields": ("training.fields.train:main",
                      "train the receipt company/address word tagger on labelled pages (numpy MLP -> JSON)"),
+    "train-plate-picker": ("training.plate_picker:main",
+                           "train the plate profile's candidate scorer on saved TRAIN plate reads (numpy -> JSON)"),
     "evaluate": ("training.evaluation.run:main_evaluate",
                  "evaluate model dirs end to end through the service pipeline, per domain"),
     "ablation": ("training.ablation:main",
