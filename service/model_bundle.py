@@ -53,6 +53,9 @@ class ModelManifest(BaseModel):
     rec_min_side: float = Field(
         0.0, description="boxes whose shorter side (detector work-image pixels) is below this are not recognised")
     text_score: float = Field(0.5, description="lines whose recognition confidence is below this are dropped")
+    line_split_model: str | None = Field(
+        None, description="learned line splitter (`ocrnet train-line-split`) that cuts a read line between columns "
+                          "the detector joined (a receipt row's label and amount); None = lines as detected")
     fields_model: str | None = Field(
         None, description="learned field extractor for this bundle's profile (e.g. the invoice word tagger written "
                           "by `ocrnet train-fields`); None = the profile's rules")
@@ -86,9 +89,11 @@ class ModelBundle:
         self.fields_model_path = (self.root / self.manifest.fields_model).resolve() if self.manifest.fields_model \
             else None
         self.lexicon_path = (self.root / self.manifest.lexicon).resolve() if self.manifest.lexicon else None
+        self.line_split_path = (self.root / self.manifest.line_split_model).resolve() \
+            if self.manifest.line_split_model else None
         files = (self.det_path, self.rec_path, self.charset_path) + tuple(
-            p for p in (self.det_cpu_path, self.rec_cpu_path, self.fields_model_path, self.lexicon_path)
-            if p is not None)
+            p for p in (self.det_cpu_path, self.rec_cpu_path, self.fields_model_path, self.lexicon_path,
+                        self.line_split_path) if p is not None)
         missing = [str(p) for p in files if not p.is_file()]
         if missing:
             raise FileNotFoundError(f"{manifest_path}: missing files {missing}")

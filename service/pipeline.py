@@ -23,7 +23,7 @@ import numpy as np
 
 from service.model_bundle import ModelBundle
 from service.runtime import CPU, resolve_providers, shared_session
-from service.vision.crop import crop_quad, crop_size, reading_order
+from service.vision.crop import ROTATE_RATIO, crop_quad, crop_size, reading_order
 from service.vision.ctc import CharEvidence, Decoded, ctc_greedy_decode
 from service.vision.db_postprocess import DBConfig, db_line_boxes
 from service.vision.det_preprocess import (
@@ -34,7 +34,8 @@ from service.vision.det_preprocess import (
 )
 from service.vision.images import ImageLike, to_bgr_array
 from service.vision.lexicon import Lexicon
-from service.vision.rec_preprocess import DEFAULT_WIDTH_BUCKETS, RecBatch, make_rec_batches
+from service.vision.line_split import LineSplitter, Space, segments
+from service.vision.rec_preprocess import DEFAULT_WIDTH_BUCKETS, RecBatch, make_rec_batches, resized_width
 from service.vision.static_shapes import (
     ACCELERATOR_WIDTH_BUCKETS,
     accelerator_det_config,
@@ -63,6 +64,7 @@ class Detections:
     work_quads: np.ndarray  # (N,4,2)
     quads: np.ndarray  # (N,4,2)
     scores: list[float] = field(default_factory=list)
+    crop_quads: np.ndarray | None = None  # (N,4,2) the crops' quads in original pixels (None: not recorded)
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -95,6 +97,7 @@ class OcrPipeline:
                                                unclip_ratio=m.det_unclip_ratio,
                                                output_unclip_ratio=m.det_output_unclip_ratio)
         self.text_score = m.text_score if text_score is None else text_score
+        self.line_splitter = LineSplitter.load(bundle.line_split_path) if bundle.line_split_path is not None else None
         self.rec_height = m.rec_height
         resolved = resolve_providers(providers)
         if cpu_mem_arena is None:
@@ -174,14 +177,7 @@ class OcrPipeline:
         order = reading_order(work_quads)
         work_quads, output_quads = work_quads[order], output_quads[order]
         scores = [scores[i] for i in order]
-        quads = output_quads.astype(np.float64).copy()
-        quads[:, :, 1] -= inp.pad_top
-        quads[:, :, 0] *= inp.ratio_hw[1]
-        quads[:, :, 1] *= inp.ratio_hw[0]
-        oh, ow = inp.original_hw
-        quads[:, :, 0] = np.clip(quads[:, :, 0], 0, ow)
-        quads[:, :, 1] = np.clip(quads[:, :, 1], 0, oh)
-        return Detections(work_quads, quads.astype(np.float32), scores)
+        return Detections(work_quads, _to_original(output_quads, inp), scores, _to_original(work_quads, inp))
 
     def crops(self, inp: DetInput, dets: Detections) -> list[np.ndarray]:
         return [crop_quad(inp.work, q) for q in dets.work_quads]
@@ -215,17 +211,52 @@ class OcrPipeline:
         return self.decode(batches, [self.run_rec(b) for b in batches])
 
     def assemble(self, dets: Detections, decoded: Sequence[Decoded]) -> list[TextLine]:
-        """TextLines for one image, dropping empty text and low recognition confidence (as rapidocr); with a bundle
-        lexicon, unknown words corrected on the recogniser's own evidence (service.vision.lexicon)."""
-        lines = []
-        for quad, score, d in zip(dets.quads, dets.scores, decoded):
+        """TextLines for one image (see `read_lines`); with a bundle line splitter, each cut between the columns
+        it joined (service.vision.line_split)."""
+        if self.line_splitter is None:
+            return [line for line, _, _ in self.read_lines(dets, decoded)]
+        splitter = self.line_splitter
+        return [piece for line, work_quad, crop_quad in self.read_lines(dets, decoded)
+                for piece in self.split_line(line, work_quad, crop_quad,
+                                             lambda text, chars, aspect: splitter.cuts(text, chars, self.rec_height,
+                                                                                       aspect))]
+
+    def read_lines(self, dets: Detections, decoded: Sequence[Decoded]
+                   ) -> list[tuple[TextLine, np.ndarray, np.ndarray | None]]:
+        """(line, work quad, crop quad in original pixels) per kept box: empty text and low recognition confidence
+        dropped (as rapidocr); with a bundle lexicon, unknown words corrected on the recogniser's own evidence
+        (service.vision.lexicon)."""
+        out = []
+        for k, (quad, score, d) in enumerate(zip(dets.quads, dets.scores, decoded)):
             if not d.text.strip() or d.confidence < self.text_score:
                 continue
             if self.lexicon is not None:
                 d = self.lexicon.correct(d)
-            poly = [(float(x), float(y)) for x, y in quad]
-            lines.append(TextLine(d.text, d.confidence, poly, float(score), d.char_confidences, d.chars))
-        return lines
+            line = TextLine(d.text, d.confidence, [(float(x), float(y)) for x, y in quad], float(score),
+                            d.char_confidences, d.chars)
+            out.append((line, dets.work_quads[k], None if dets.crop_quads is None else dets.crop_quads[k]))
+        return out
+
+    def split_line(self, line: TextLine, work_quad: np.ndarray, crop_quad: np.ndarray | None,
+                   cuts: Callable[[str, Sequence[CharEvidence], float], Sequence[Space]]) -> list[TextLine]:
+        """``line`` cut at the spaces ``cuts(text, chars, crop aspect)`` picks; the line itself when there are none,
+        or it has no aligned evidence, no crop quad, or was read rotated (a tall crop)."""
+        width, height = crop_size(work_quad)
+        chars, confs = line.char_evidence, line.char_confidences
+        if crop_quad is None or len(chars) != len(line.text) or len(confs) != len(line.text) \
+                or height / max(width, 1) >= ROTATE_RATIO:
+            return [line]
+        chosen = cuts(line.text, chars, width / max(height, 1))
+        if not chosen:
+            return [line]
+        input_width = resized_width(max(height, 1), max(width, 1), self.rec_height, self.rec_width_buckets[-1])
+        pieces = []
+        for seg in segments(line.text, chars, chosen, crop_quad, np.asarray(line.polygon), input_width):
+            part = confs[seg.start:seg.end]
+            pieces.append(TextLine(line.text[seg.start:seg.end], float(np.mean(part)),
+                                   [(float(x), float(y)) for x, y in seg.quad], line.det_score, part,
+                                   chars[seg.start:seg.end]))
+        return pieces
 
     # ---- warm-up ------------------------------------------------------------------------------
     def warm_up(self, det_shapes: Sequence[tuple[int, int]]) -> tuple[float, float]:
@@ -276,3 +307,15 @@ class OcrPipeline:
 
     def read(self, image: ImageLike) -> list[TextLine]:
         return self.read_batch([image])[0]
+
+
+def _to_original(quads: np.ndarray, inp: DetInput) -> np.ndarray:
+    """Work-image quads -> original image pixels (undo the top padding and the resize, clip to the image)."""
+    out = np.asarray(quads, np.float64).copy()
+    out[:, :, 1] -= inp.pad_top
+    out[:, :, 0] *= inp.ratio_hw[1]
+    out[:, :, 1] *= inp.ratio_hw[0]
+    oh, ow = inp.original_hw
+    out[:, :, 0] = np.clip(out[:, :, 0], 0, ow)
+    out[:, :, 1] = np.clip(out[:, :, 1], 0, oh)
+    return out.astype(np.float32)

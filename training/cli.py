@@ -35,6 +35,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "quantize-rec": ("training.quantize_rec:main",
                      "int8 copy of a recognizer for CPU serving (pointwise convs), calibrated on real crops"),
     "lexicon": ("training.lexicon:main", "word list a bundle's recognizer may correct unknown words towards"),
+    "train-line-split": ("training.line_split:main",
+                         "train the line splitter that cuts read lines between columns, on labelled pages (JSON)"),
     "plate-spacing": ("training.plate_spacing:main",
                       "measure how a plate recognizer's character spacing shows printed separators (for the profile)"),
     "store-fp16": ("training.graph_rewrites:main_fp16",

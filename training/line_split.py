@@ -1,0 +1,216 @@
+"""Train a bundle's line splitter (model.json `line_split_model`) on labelled pages: where a read line is two.
+
+The pages are read once through the bundle's own pipeline (detector boxes and recogniser output kept). Every
+space of every read line is then a training example: the line is cut at all its spaces (the service's own
+`OcrPipeline.split_line`), each piece is given to the labelled line that holds most of it, and a space is "cut"
+when the pieces on either side belong to different labelled lines, "keep" when to the same one (pieces that fall in
+no labelled line teach nothing). A logistic model with an L2 penalty is fitted on the first pages by Newton steps;
+its threshold is the one with the best end-to-end line F1 on the remaining pages (scored with the evaluation's own
+metrics, "no cuts" competing), and the model is then refitted on all pages. Fit on TRAIN, never on DEV:
+
+    ocrnet train-line-split --model-dir models/invoice --data .data/train --out models/invoice/line_split.json
+
+(.data/train needs the TRAIN images: ../shared/data/train/README.md says how to fetch them.)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DEFAULT_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+@dataclass
+class PageRead:
+    """One page as the pipeline read it, before lines are assembled (so any splitter can be applied afterwards)."""
+
+    size: tuple[int, int]
+    dets: Any  # service.pipeline.Detections
+    decoded: list[Any]  # service.vision.ctc.Decoded per detected box
+
+
+def read_pages(pipeline: Any, images: Sequence[Path]) -> list[PageRead]:
+    """Detector boxes and recogniser output of each page, read as `OcrPipeline.read_batch` reads it."""
+    from service.reading import as_rgb_image
+
+    pages = []
+    for path in images:
+        image = as_rgb_image(path.read_bytes())
+        inputs, dets = pipeline.detect([image])
+        crops = pipeline.crops(inputs[0], dets[0])
+        pages.append(PageRead(image.size, dets[0], pipeline.recognize(crops) if crops else []))
+    return pages
+
+
+def vocabulary(texts: Sequence[str], size: int, min_count: int = 5) -> tuple[str, ...]:
+    """The ``size`` most frequent upper-case words of the labelled lines (seen at least ``min_count`` times)."""
+    counts = Counter(w for t in texts for w in t.upper().split())
+    return tuple(w for w, n in counts.most_common(size) if n >= min_count)
+
+
+def labelled_spaces(pipeline: Any, page: PageRead, gt_shapes: Sequence[Any], vocab: Sequence[str]
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """(features, 0/1 labels) of the spaces of one page's read lines whose two sides each fall in a labelled
+    line: 1 when they fall in different ones."""
+    from service.vision.line_split import features, spaces
+    from training.evaluation.matching import to_polygon
+
+    gts = [to_polygon(s) for s in gt_shapes]
+    xs, ys = [], []
+    for line, work_quad, crop_quad in pipeline.read_lines(page.dets, page.decoded):
+        seen: dict[str, Any] = {}
+
+        def every_space(text: str, chars: Sequence[Any], aspect: float, seen: dict[str, Any] = seen) -> list[Any]:
+            seen.update(spaces=spaces(text, chars, pipeline.rec_height), aspect=aspect)
+            return seen["spaces"]
+
+        pieces = pipeline.split_line(line, work_quad, crop_quad, every_space)
+        found = seen.get("spaces") or []
+        if not found or len(pieces) != len(found) + 1:  # no space, or not cut (no evidence, read rotated)
+            continue
+        owners = [_owner(to_polygon(p.polygon), gts) for p in pieces]
+        keep = [k for k in range(len(found)) if owners[k] is not None and owners[k + 1] is not None]
+        if not keep:
+            continue
+        feats = features(line.text, line.char_evidence, found, seen["aspect"], vocab)
+        xs.append(feats[keep])
+        ys.append(np.array([float(owners[k] != owners[k + 1]) for k in keep]))
+    if not xs:
+        return np.zeros((0, 0)), np.zeros(0)
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def _owner(piece: Any, gts: Sequence[Any]) -> int | None:
+    """The labelled line holding most (over half) of a piece's area, if one does."""
+    if piece.area <= 0:
+        return None
+    best, best_share = None, 0.5
+    for k, g in enumerate(gts):
+        share = piece.intersection(g).area / piece.area if piece.intersects(g) else 0.0
+        if share > best_share:
+            best, best_share = k, share
+    return best
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, steps: int = 25) -> tuple[np.ndarray, float]:
+    """Weights and bias minimising the mean log-loss + ``l2``/n * |w|^2 / 2 (Newton steps; the bias is not
+    penalised)."""
+    n, d = x.shape
+    xb = np.hstack([x, np.ones((n, 1))])
+    w = np.zeros(d + 1)
+    reg = np.full(d + 1, l2)
+    reg[-1] = 0.0
+    for _ in range(steps):
+        p = 1.0 / (1.0 + np.exp(-np.clip(xb @ w, -30, 30)))
+        grad = xb.T @ (p - y) + reg * w
+        hess = (xb * (p * (1 - p))[:, None]).T @ xb + np.diag(reg + 1e-9)
+        delta = np.linalg.solve(hess, grad)
+        w -= delta
+        if np.abs(delta).max() < 1e-6:
+            break
+    return w[:-1], float(w[-1])
+
+
+def line_scores(pipeline: Any, records: Sequence[Any], pages: Sequence[PageRead], domain: str,
+                splitter: Any, model_dir: str | Path | None = None) -> dict[str, Any]:
+    """The evaluation's metrics for the pages assembled with ``splitter`` (None: no cuts)."""
+    from training.evaluation.run import score_predictions
+
+    own = pipeline.line_splitter
+    try:
+        pipeline.line_splitter = splitter
+        preds = [pipeline.assemble(p.dets, p.decoded) for p in pages]
+    finally:
+        pipeline.line_splitter = own
+    report = score_predictions(domain, records, preds, [p.size for p in pages], model_dir)
+    return {"lines": sum(len(p) for p in preds), **report.metrics}
+
+
+def _table(rows: Sequence[dict[str, Any]]) -> str:
+    cols = [("e2e_recall", "line recall"), ("e2e_precision", "line precision"), ("e2e_f1", "line F1"),
+            ("field_company", "company"), ("field_address", "address"), ("field_total", "total")]
+    out = ["| threshold | lines | " + " | ".join(name for _, name in cols) + " |", "|" + "---|" * (len(cols) + 2)]
+    for r in rows:
+        cells = [f"{100 * r[k]:.1f} %" if r.get(k) is not None else "-" for k, _ in cols]
+        out.append(f"| {r['threshold']} | {r['lines']} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from training.cli import HelpFormatter
+
+    ap = argparse.ArgumentParser(prog="ocrnet train-line-split", description=__doc__, formatter_class=HelpFormatter)
+    ap.add_argument("--model-dir", required=True, type=Path, help="the bundle whose pipeline reads the pages")
+    ap.add_argument("--data", required=True, type=Path, help="folder with <domain>/labels.jsonl and its images")
+    ap.add_argument("--domain", default="receipts", help="labelled domain (line boxes and texts)")
+    ap.add_argument("--out", required=True, type=Path, help="line_split.json to write (name it in model.json)")
+    ap.add_argument("--vocab-size", type=int, default=150, help="words the model knows by name")
+    ap.add_argument("--l2", type=float, default=1.0, help="L2 penalty on the weights")
+    ap.add_argument("--pick-fraction", type=float, default=0.2,
+                    help="last fraction of the pages that picks the threshold (the model is fitted on the rest)")
+    ap.add_argument("--thresholds", type=float, nargs="+", default=list(DEFAULT_THRESHOLDS),
+                    help="cut probabilities to try")
+    ap.add_argument("--limit", type=int, help="first N pages (quick checks); unset: all")
+    ap.add_argument("--threads", type=int, help="onnxruntime intra-op threads; unset: onnxruntime's default")
+    args = ap.parse_args(list(argv) if argv is not None else None)
+
+    from service.pipeline import OcrPipeline
+    from service.vision.line_split import LineSplitter
+    from training.evaluation.run import domain_dir, load_labels
+
+    records = load_labels(domain_dir(args.data, args.domain))[: args.limit]
+    missing = [r.image for r in records if not r.image.is_file()]
+    if missing:
+        raise SystemExit(f"{len(missing)} of {len(records)} images are missing under {args.data} (first: "
+                         f"{missing[0]}); fetch them first (../shared/data/train/README.md)")
+    n_pick = max(1, round(len(records) * args.pick_fraction))
+    if len(records) - n_pick < 1:
+        raise SystemExit("too few pages to both fit and pick a threshold")
+    pipeline = OcrPipeline.from_dir(args.model_dir, intra_threads=args.threads)
+    pipeline.line_splitter = None
+    started = time.perf_counter()
+    pages = read_pages(pipeline, [r.image for r in records])
+    read_s = time.perf_counter() - started
+    vocab = vocabulary([ln.text for r in records for ln in r.lines], args.vocab_size)
+    examples = [labelled_spaces(pipeline, p, [ln.shape for ln in r.lines if ln.shape is not None], vocab)
+                for p, r in zip(pages, records)]
+    fit_part, pick_part = slice(0, len(records) - n_pick), slice(len(records) - n_pick, None)
+
+    def stack(part: slice) -> tuple[np.ndarray, np.ndarray]:
+        chosen = [e for e in examples[part] if len(e[1])]
+        return np.concatenate([e[0] for e in chosen]), np.concatenate([e[1] for e in chosen])
+
+    x_fit, y_fit = stack(fit_part)
+    weights, bias = fit_logistic(x_fit, y_fit, args.l2)
+    rows = [{"threshold": "no cuts", **line_scores(pipeline, records[pick_part], pages[pick_part], args.domain,
+                                                    None, args.model_dir)}]
+    for t in sorted(set(args.thresholds)):
+        splitter = LineSplitter(weights, bias, vocab, t)
+        rows.append({"threshold": t, **line_scores(pipeline, records[pick_part], pages[pick_part], args.domain,
+                                                   splitter, args.model_dir)})
+    best = max(rows, key=lambda r: (r.get("e2e_f1") or 0.0, r["threshold"] == "no cuts"))
+    x_all, y_all = stack(slice(None))
+    print(f"{len(records)} pages read by {args.model_dir} in {read_s:.0f} s; {len(y_all)} spaces with both sides in "
+          f"a labelled line, {int(y_all.sum())} of them between two labelled lines\n")
+    print(f"threshold picked on the last {n_pick} pages, model fitted on the first {len(records) - n_pick}:\n")
+    print(_table(rows))
+    if best["threshold"] == "no cuts":
+        print("\nno threshold beats reading the lines as detected: nothing written")
+        return 1
+    weights, bias = fit_logistic(x_all, y_all, args.l2)
+    meta = {"model_dir": str(args.model_dir), "data": str(domain_dir(args.data, args.domain)), "pages": len(records),
+            "spaces": len(y_all), "cuts": int(y_all.sum()), "l2": args.l2, "pick_pages": n_pick,
+            "pick_rows": rows}
+    splitter = LineSplitter(weights, bias, vocab, float(best["threshold"]), meta)
+    args.out.write_text(json.dumps(splitter.to_json(), indent=1) + "\n", encoding="utf-8")
+    print(f"\nthreshold {best['threshold']}; refitted on all {len(records)} pages -> {args.out} "
+          f"(name it in model.json as \"line_split_model\")")
+    return 0
