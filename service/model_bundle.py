@@ -53,6 +53,10 @@ class ModelManifest(BaseModel):
     rec_min_side: float = Field(
         0.0, description="boxes whose shorter side (detector work-image pixels) is below this are not recognised")
     text_score: float = Field(0.5, description="lines whose recognition confidence is below this are dropped")
+    line_char_margin: float | None = Field(
+        None, gt=0, description="bring a returned line's ends in to this many line heights beyond the centres of its "
+                                "first and last characters (the recogniser's CTC time steps) where the box reaches "
+                                "further; never grows a box; None = boxes as detected")
     line_split_model: str | None = Field(
         None, description="learned line splitter (`ocrnet train-line-split`) that cuts a read line between columns "
                           "the detector joined (a receipt row's label and amount); None = lines as detected")

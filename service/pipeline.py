@@ -34,7 +34,7 @@ from service.vision.det_preprocess import (
 )
 from service.vision.images import ImageLike, to_bgr_array
 from service.vision.lexicon import Lexicon
-from service.vision.line_split import LineSplitter, Space, segments
+from service.vision.line_split import LineSplitter, Space, fitted_to_chars, segments
 from service.vision.rec_preprocess import DEFAULT_WIDTH_BUCKETS, RecBatch, make_rec_batches, resized_width
 from service.vision.static_shapes import (
     ACCELERATOR_WIDTH_BUCKETS,
@@ -97,6 +97,7 @@ class OcrPipeline:
                                                unclip_ratio=m.det_unclip_ratio,
                                                output_unclip_ratio=m.det_output_unclip_ratio)
         self.text_score = m.text_score if text_score is None else text_score
+        self.char_margin = m.line_char_margin
         self.line_splitter = LineSplitter.load(bundle.line_split_path) if bundle.line_split_path is not None else None
         self.rec_height = m.rec_height
         resolved = resolve_providers(providers)
@@ -234,8 +235,19 @@ class OcrPipeline:
                 d = self.lexicon.correct(d)
             line = TextLine(d.text, d.confidence, [(float(x), float(y)) for x, y in quad], float(score),
                             d.char_confidences, d.chars)
+            if self.char_margin is not None and dets.crop_quads is not None:
+                line = self._fitted(line, dets.work_quads[k], dets.crop_quads[k], self.char_margin)
             out.append((line, dets.work_quads[k], None if dets.crop_quads is None else dets.crop_quads[k]))
         return out
+
+    def _fitted(self, line: TextLine, work_quad: np.ndarray, crop_quad: np.ndarray, margin: float) -> TextLine:
+        width, height = crop_size(work_quad)
+        if len(line.char_evidence) != len(line.text) or height / max(width, 1) >= ROTATE_RATIO:
+            return line
+        input_width = resized_width(max(height, 1), max(width, 1), self.rec_height, self.rec_width_buckets[-1])
+        quad = fitted_to_chars(line.text, line.char_evidence, crop_quad, np.asarray(line.polygon), input_width,
+                               margin)
+        return replace(line, polygon=[(float(x), float(y)) for x, y in quad])
 
     def split_line(self, line: TextLine, work_quad: np.ndarray, crop_quad: np.ndarray | None,
                    cuts: Callable[[str, Sequence[CharEvidence], float], Sequence[Space]]) -> list[TextLine]:

@@ -167,3 +167,30 @@ def test_training_labels_and_fit():
     assert np.argmax(np.abs(w)) == 1 and w[1] > 0
     p = 1 / (1 + np.exp(-(x @ w + b)))
     assert ((p > 0.5) == (y > 0)).mean() > 0.95
+
+
+def test_boxes_are_brought_in_to_their_characters_never_grown():
+    from service.vision.line_split import fitted_to_chars
+
+    quad = np.array([[0, 0], [480, 0], [480, 48], [0, 48]], np.float64)
+    chars = _chars("12", [10, 13])  # centres at x = 84 and 108 in a box reaching 0..480
+    fitted = fitted_to_chars("12", chars, quad, quad, input_width=480, margin=0.5)
+    np.testing.assert_allclose(fitted[:, 0], [84 - 24, 108 + 24, 108 + 24, 84 - 24])
+    np.testing.assert_allclose(fitted[:, 1], [0, 0, 48, 48])
+    wide = fitted_to_chars("12", chars, quad, quad, input_width=480, margin=10.0)  # 480 px each way: box kept
+    np.testing.assert_allclose(wide[:, 0], [0, 480, 480, 0])
+
+
+def test_the_pipeline_fits_returned_boxes_with_a_bundle_margin():
+    from service.pipeline import Detections, OcrPipeline
+
+    models = Path(__file__).resolve().parents[1] / "models"
+    pipeline = OcrPipeline.from_dir(models / "base", providers=["cpu"], intra_threads=1)
+    assert pipeline.char_margin is None
+    quad = np.array([[[0, 0], [480, 0], [480, 48], [0, 48]]], np.float32)
+    decoded = [Decoded("12", 0.9, (0.9, 0.9), _chars("12", [10, 13]))]
+    dets = Detections(quad, quad, [0.95], quad)
+    assert pipeline.assemble(dets, decoded)[0].polygon[1] == (480.0, 0.0)
+    pipeline.char_margin = 0.5
+    line = pipeline.assemble(dets, decoded)[0]
+    assert line.text == "12" and line.polygon[0][0] == pytest.approx(60) and line.polygon[1][0] == pytest.approx(132)

@@ -1,6 +1,8 @@
 """Train a bundle's line splitter (model.json `line_split_model`) on labelled pages: where a read line is two.
 
-The pages are read once through the bundle's own pipeline (detector boxes and recogniser output kept). Every
+The pages are read once through the bundle's own pipeline (detector boxes and recogniser output kept). First the
+margin the returned boxes keep around their characters (model.json `line_char_margin`) is picked by line F1 on the
+last pages; the splitter then learns on those boxes. Every
 space of every read line is then a training example: the line is cut at all its spaces (the service's own
 `OcrPipeline.split_line`), each piece is given to the labelled line that holds most of it, and a space is "cut"
 when the pieces on either side belong to different labelled lines, "keep" when to the same one (pieces that fall in
@@ -26,6 +28,7 @@ from typing import Any
 import numpy as np
 
 DEFAULT_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+DEFAULT_MARGINS = (0.25, 0.3, 0.35, 0.4, 0.5)
 
 
 @dataclass
@@ -47,6 +50,22 @@ def read_pages(pipeline: Any, images: Sequence[Path]) -> list[PageRead]:
         inputs, dets = pipeline.detect([image])
         crops = pipeline.crops(inputs[0], dets[0])
         pages.append(PageRead(image.size, dets[0], pipeline.recognize(crops) if crops else []))
+    return pages
+
+
+def _cached_reads(cache: Path | None, pipeline: Any, records: Sequence[Any]) -> list[PageRead]:
+    """The pages' reads, from ``cache`` when it holds the same pages (a local file this command wrote: pickle)."""
+    import pickle
+
+    names = [r.image.name for r in records]
+    if cache is not None and cache.is_file():
+        saved = pickle.loads(cache.read_bytes())
+        if saved.get("images") == names and saved.get("model_dir") == str(pipeline.bundle.root):
+            return saved["pages"]
+        raise SystemExit(f"{cache} holds other pages or another bundle's reads; remove it or name another file")
+    pages = read_pages(pipeline, [r.image for r in records])
+    if cache is not None:
+        cache.write_bytes(pickle.dumps({"images": names, "model_dir": str(pipeline.bundle.root), "pages": pages}))
     return pages
 
 
@@ -158,8 +177,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="last fraction of the pages that picks the threshold (the model is fitted on the rest)")
     ap.add_argument("--thresholds", type=float, nargs="+", default=list(DEFAULT_THRESHOLDS),
                     help="cut probabilities to try")
+    ap.add_argument("--margins", type=float, nargs="+", default=list(DEFAULT_MARGINS),
+                    help="line_char_margin values to try first (boxes brought in to the characters; none competes)")
     ap.add_argument("--limit", type=int, help="first N pages (quick checks); unset: all")
     ap.add_argument("--threads", type=int, help="onnxruntime intra-op threads; unset: onnxruntime's default")
+    ap.add_argument("--reads-cache", type=Path,
+                    help="pickle of the pages' reads: loaded when it exists (same bundle, data and --limit), else "
+                         "written, so other --l2/--vocab-size fits skip the reading; unset: read every time")
     args = ap.parse_args(list(argv) if argv is not None else None)
 
     from service.pipeline import OcrPipeline
@@ -177,12 +201,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     pipeline = OcrPipeline.from_dir(args.model_dir, intra_threads=args.threads)
     pipeline.line_splitter = None
     started = time.perf_counter()
-    pages = read_pages(pipeline, [r.image for r in records])
+    pages = _cached_reads(args.reads_cache, pipeline, records)
     read_s = time.perf_counter() - started
+    pick_records, pick_pages = records[-n_pick:], pages[-n_pick:]
+    margin_rows = []
+    for margin in [None, *sorted(set(args.margins))]:
+        pipeline.char_margin = margin
+        margin_rows.append({"margin": margin, **line_scores(pipeline, pick_records, pick_pages, args.domain, None,
+                                                            args.model_dir)})
+    margin = max(margin_rows, key=lambda r: (r.get("e2e_f1") or 0.0, r["margin"] is None))["margin"]
+    pipeline.char_margin = margin  # the splitter learns on, and is judged with, the boxes the bundle will return
     vocab = vocabulary([ln.text for r in records for ln in r.lines], args.vocab_size)
     examples = [labelled_spaces(pipeline, p, [ln.shape for ln in r.lines if ln.shape is not None], vocab)
                 for p, r in zip(pages, records)]
-    fit_part, pick_part = slice(0, len(records) - n_pick), slice(len(records) - n_pick, None)
+    fit_part = slice(0, len(records) - n_pick)
 
     def stack(part: slice) -> tuple[np.ndarray, np.ndarray]:
         chosen = [e for e in examples[part] if len(e[1])]
@@ -190,17 +222,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     x_fit, y_fit = stack(fit_part)
     weights, bias = fit_logistic(x_fit, y_fit, args.l2)
-    rows = [{"threshold": "no cuts", **line_scores(pipeline, records[pick_part], pages[pick_part], args.domain,
-                                                    None, args.model_dir)}]
+    rows = [{"threshold": "no cuts", **line_scores(pipeline, pick_records, pick_pages, args.domain, None,
+                                                    args.model_dir)}]
     for t in sorted(set(args.thresholds)):
         splitter = LineSplitter(weights, bias, vocab, t)
-        rows.append({"threshold": t, **line_scores(pipeline, records[pick_part], pages[pick_part], args.domain,
-                                                   splitter, args.model_dir)})
+        rows.append({"threshold": t, **line_scores(pipeline, pick_records, pick_pages, args.domain, splitter,
+                                                   args.model_dir)})
     best = max(rows, key=lambda r: (r.get("e2e_f1") or 0.0, r["threshold"] == "no cuts"))
     x_all, y_all = stack(slice(None))
     print(f"{len(records)} pages read by {args.model_dir} in {read_s:.0f} s; {len(y_all)} spaces with both sides in "
           f"a labelled line, {int(y_all.sum())} of them between two labelled lines\n")
-    print(f"threshold picked on the last {n_pick} pages, model fitted on the first {len(records) - n_pick}:\n")
+    print(f"returned boxes brought in to the characters, on the last {n_pick} pages (no cuts):\n")
+    print(_table([{**r, "threshold": f"margin {r['margin']}"} for r in margin_rows]))
+    print(f"\nwith line_char_margin {margin}: threshold picked on the last {n_pick} pages, model fitted on the first "
+          f"{len(records) - n_pick}:\n")
     print(_table(rows))
     if best["threshold"] == "no cuts":
         print("\nno threshold beats reading the lines as detected: nothing written")
@@ -208,9 +243,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     weights, bias = fit_logistic(x_all, y_all, args.l2)
     meta = {"model_dir": str(args.model_dir), "data": str(domain_dir(args.data, args.domain)), "pages": len(records),
             "spaces": len(y_all), "cuts": int(y_all.sum()), "l2": args.l2, "pick_pages": n_pick,
-            "pick_rows": rows}
+            "line_char_margin": margin, "margin_rows": margin_rows, "pick_rows": rows}
     splitter = LineSplitter(weights, bias, vocab, float(best["threshold"]), meta)
     args.out.write_text(json.dumps(splitter.to_json(), indent=1) + "\n", encoding="utf-8")
-    print(f"\nthreshold {best['threshold']}; refitted on all {len(records)} pages -> {args.out} "
-          f"(name it in model.json as \"line_split_model\")")
+    print(f"\nthreshold {best['threshold']}; refitted on all {len(records)} pages -> {args.out}; in model.json: "
+          f"\"line_split_model\": \"{args.out.name}\", \"line_char_margin\": {margin}")
     return 0

@@ -175,6 +175,41 @@ def _at(quad: np.ndarray, f0: float, f1: float) -> np.ndarray:
                     np.float32)
 
 
+def _along_fn(crop_quad: np.ndarray, output_quad: np.ndarray, input_width: int):
+    """char -> fraction of the output quad's length at the character's centre (time step t lies at fraction
+    (t + 0.5) * 8 / input_width along the crop quad); None when the quads or width are degenerate."""
+    c_left, c_right, _ = _axis(crop_quad)
+    o_left, o_right, o_len = _axis(output_quad)
+    if o_len <= 0 or input_width <= 0:
+        return None
+    direction = (o_right - o_left) / o_len
+
+    def along(char: CharEvidence) -> float:
+        f = (char.centre + 0.5) * REC_STRIDE / input_width
+        point = c_left + f * (c_right - c_left)
+        return float(np.dot(point - o_left, direction)) / o_len
+
+    return along
+
+
+def fitted_to_chars(text: str, chars: Sequence[CharEvidence], crop_quad: np.ndarray, output_quad: np.ndarray,
+                    input_width: int, margin: float) -> np.ndarray:
+    """``output_quad`` with its ends brought in to ``margin`` line heights beyond the centres of its first and last
+    characters, where they stand further out (never grown): a box that also spans blank paper or a stray mark the
+    recogniser read nothing in."""
+    output_quad = np.asarray(output_quad, np.float64)
+    along = _along_fn(np.asarray(crop_quad, np.float64), output_quad, input_width)
+    solid = [k for k, ch in enumerate(text) if not ch.isspace()]
+    if along is None or not solid:
+        return output_quad.astype(np.float32)
+    o_len = _axis(output_quad)[2]
+    height = float(np.linalg.norm((output_quad[3] + output_quad[2]) / 2 - (output_quad[0] + output_quad[1]) / 2))
+    pad = margin * height / o_len
+    f0 = min(max(along(chars[solid[0]]) - pad, 0.0), 1.0)
+    f1 = max(min(along(chars[solid[-1]]) + pad, 1.0), f0)
+    return _at(output_quad, f0, f1)
+
+
 def segments(text: str, chars: Sequence[CharEvidence], cuts: Sequence[Space], crop_quad: np.ndarray,
              output_quad: np.ndarray, input_width: int) -> list[Segment]:
     """The pieces of a line cut at ``cuts`` (from `spaces`), each with the part of ``output_quad`` its
