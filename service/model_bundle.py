@@ -60,6 +60,9 @@ class ModelManifest(BaseModel):
     line_split_model: str | None = Field(
         None, description="learned line splitter (`ocrnet train-line-split`) that cuts a read line between columns "
                           "the detector joined (a receipt row's label and amount); None = lines as detected")
+    line_join_model: str | None = Field(
+        None, description="learned line joiner (`ocrnet train-line-split --join-out`) that joins neighbouring read "
+                          "lines of one row the detector split ('TAX' + 'INVOICE'); None = lines as detected")
     fields_model: str | None = Field(
         None, description="learned field extractor for this bundle's profile (e.g. the invoice word tagger written "
                           "by `ocrnet train-fields`); None = the profile's rules")
@@ -95,9 +98,11 @@ class ModelBundle:
         self.lexicon_path = (self.root / self.manifest.lexicon).resolve() if self.manifest.lexicon else None
         self.line_split_path = (self.root / self.manifest.line_split_model).resolve() \
             if self.manifest.line_split_model else None
+        self.line_join_path = (self.root / self.manifest.line_join_model).resolve() \
+            if self.manifest.line_join_model else None
         files = (self.det_path, self.rec_path, self.charset_path) + tuple(
             p for p in (self.det_cpu_path, self.rec_cpu_path, self.fields_model_path, self.lexicon_path,
-                        self.line_split_path) if p is not None)
+                        self.line_split_path, self.line_join_path) if p is not None)
         missing = [str(p) for p in files if not p.is_file()]
         if missing:
             raise FileNotFoundError(f"{manifest_path}: missing files {missing}")

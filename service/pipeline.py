@@ -34,6 +34,7 @@ from service.vision.det_preprocess import (
 )
 from service.vision.images import ImageLike, to_bgr_array
 from service.vision.lexicon import Lexicon
+from service.vision.line_join import LineJoiner, join_rows
 from service.vision.line_split import LineSplitter, Space, fitted_to_chars, segments
 from service.vision.rec_preprocess import DEFAULT_WIDTH_BUCKETS, RecBatch, make_rec_batches, resized_width
 from service.vision.static_shapes import (
@@ -99,6 +100,7 @@ class OcrPipeline:
         self.text_score = m.text_score if text_score is None else text_score
         self.char_margin = m.line_char_margin
         self.line_splitter = LineSplitter.load(bundle.line_split_path) if bundle.line_split_path is not None else None
+        self.line_joiner = LineJoiner.load(bundle.line_join_path) if bundle.line_join_path is not None else None
         self.rec_height = m.rec_height
         resolved = resolve_providers(providers)
         if cpu_mem_arena is None:
@@ -213,14 +215,20 @@ class OcrPipeline:
 
     def assemble(self, dets: Detections, decoded: Sequence[Decoded]) -> list[TextLine]:
         """TextLines for one image (see `read_lines`); with a bundle line splitter, each cut between the columns
-        it joined (service.vision.line_split)."""
+        it joined (service.vision.line_split); with a bundle line joiner, row neighbours it split joined
+        (service.vision.line_join)."""
+        read = self.read_lines(dets, decoded)
         if self.line_splitter is None:
-            return [line for line, _, _ in self.read_lines(dets, decoded)]
-        splitter = self.line_splitter
-        return [piece for line, work_quad, crop_quad in self.read_lines(dets, decoded)
-                for piece in self.split_line(line, work_quad, crop_quad,
-                                             lambda text, chars, aspect: splitter.cuts(text, chars, self.rec_height,
-                                                                                       aspect))]
+            lines = [line for line, _, _ in read]
+        else:
+            splitter = self.line_splitter
+            lines = [piece for line, work_quad, crop_quad in read
+                     for piece in self.split_line(line, work_quad, crop_quad,
+                                                  lambda text, chars, aspect: splitter.cuts(text, chars,
+                                                                                            self.rec_height, aspect))]
+        if self.line_joiner is None:
+            return lines
+        return join_rows(lines, self.line_joiner.joins(lines), TextLine)
 
     def read_lines(self, dets: Detections, decoded: Sequence[Decoded]
                    ) -> list[tuple[TextLine, np.ndarray, np.ndarray | None]]:

@@ -81,7 +81,7 @@ def test_a_bad_model_file_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="cannot read"):
         LineSplitter.load(bad)
     bad.write_text(json.dumps({"format": "something-else"}))
-    with pytest.raises(ValueError, match="not a line-split model"):
+    with pytest.raises(ValueError, match="not a ocrnet-line-split/1 model"):
         LineSplitter.load(bad)
     good = _splitter("gap").to_json()
     good["weights"] = good["weights"][:-1]
@@ -147,7 +147,7 @@ def test_a_bundle_names_its_splitter_in_model_json(tmp_path):
     pipeline = OcrPipeline.from_dir(tmp_path, providers=["cpu"], intra_threads=1)
     assert pipeline.line_splitter is not None and pipeline.line_splitter.vocab == ("RM",)
     (tmp_path / "line_split.json").write_text("[]")
-    with pytest.raises(ValueError, match="not a line-split model"):
+    with pytest.raises(ValueError, match="not a ocrnet-line-split/1 model"):
         OcrPipeline.from_dir(tmp_path, providers=["cpu"], intra_threads=1)
 
 

@@ -171,6 +171,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--data", required=True, type=Path, help="folder with <domain>/labels.jsonl and its images")
     ap.add_argument("--domain", default="receipts", help="labelled domain (line boxes and texts)")
     ap.add_argument("--out", required=True, type=Path, help="line_split.json to write (name it in model.json)")
+    ap.add_argument("--join-out", type=Path,
+                    help="also train the line joiner (row neighbours that are one labelled line) on the split lines "
+                         "and write it here (name it line_join_model); unset: no joiner")
     ap.add_argument("--vocab-size", type=int, default=150, help="words the model knows by name")
     ap.add_argument("--l2", type=float, default=1.0, help="L2 penalty on the weights")
     ap.add_argument("--pick-fraction", type=float, default=0.2,
@@ -199,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(records) - n_pick < 1:
         raise SystemExit("too few pages to both fit and pick a threshold")
     pipeline = OcrPipeline.from_dir(args.model_dir, intra_threads=args.threads)
-    pipeline.line_splitter = None
+    pipeline.line_splitter = pipeline.line_joiner = None
     started = time.perf_counter()
     pages = _cached_reads(args.reads_cache, pipeline, records)
     read_s = time.perf_counter() - started
@@ -248,4 +251,67 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.write_text(json.dumps(splitter.to_json(), indent=1) + "\n", encoding="utf-8")
     print(f"\nthreshold {best['threshold']}; refitted on all {len(records)} pages -> {args.out}; in model.json: "
           f"\"line_split_model\": \"{args.out.name}\", \"line_char_margin\": {margin}")
+    if args.join_out is not None:
+        pipeline.line_splitter = splitter
+        return train_joiner(pipeline, records, pages, vocab, n_pick, args)
+    return 0
+
+
+def labelled_pairs(pipeline: Any, page: PageRead, gt_shapes: Sequence[Any], vocab: Sequence[str]
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """(features, 0/1 labels) of the row neighbours among a page's lines (as the bundle assembles them) that each
+    fall in a labelled line: 1 when both fall in the same one."""
+    from service.vision.line_join import features, row_pairs
+    from training.evaluation.matching import to_polygon
+
+    lines = pipeline.assemble(page.dets, page.decoded)
+    gts = [to_polygon(s) for s in gt_shapes]
+    owners = [_owner(to_polygon(line.polygon), gts) for line in lines]
+    pairs = [p for p in row_pairs(lines) if owners[p.k] is not None and owners[p.k + 1] is not None]
+    if not pairs:
+        return np.zeros((0, 0)), np.zeros(0)
+    return features(lines, pairs, vocab), np.array([float(owners[p.k] == owners[p.k + 1]) for p in pairs])
+
+
+def train_joiner(pipeline: Any, records: Sequence[Any], pages: Sequence[PageRead], vocab: Sequence[str],
+                 n_pick: int, args: argparse.Namespace) -> int:
+    """The joiner, learned like the splitter (fit on the first pages, threshold on the last, refit on all) on the
+    lines the bundle returns with the splitter just written."""
+    from service.vision.line_join import LineJoiner
+
+    examples = [labelled_pairs(pipeline, p, [ln.shape for ln in r.lines if ln.shape is not None], vocab)
+                for p, r in zip(pages, records)]
+
+    def stack(part: slice) -> tuple[np.ndarray, np.ndarray]:
+        chosen = [e for e in examples[part] if len(e[1])]
+        return np.concatenate([e[0] for e in chosen]), np.concatenate([e[1] for e in chosen])
+
+    def scores(joiner: Any) -> dict[str, Any]:
+        own = pipeline.line_joiner
+        try:
+            pipeline.line_joiner = joiner
+            return line_scores(pipeline, records[-n_pick:], pages[-n_pick:], args.domain, pipeline.line_splitter,
+                               args.model_dir)
+        finally:
+            pipeline.line_joiner = own
+
+    x_fit, y_fit = stack(slice(0, len(records) - n_pick))
+    weights, bias = fit_logistic(x_fit, y_fit, args.l2)
+    rows = [{"threshold": "no joins", **scores(None)}]
+    rows += [{"threshold": t, **scores(LineJoiner(weights, bias, tuple(vocab), t))} for t in sorted(set(args.thresholds))]
+    best = max(rows, key=lambda r: (r.get("e2e_f1") or 0.0, r["threshold"] == "no joins"))
+    x_all, y_all = stack(slice(None))
+    print(f"\njoiner: {len(y_all)} row neighbours each in a labelled line, {int(y_all.sum())} of them in the same "
+          f"one; threshold picked on the last {n_pick} pages (splitter applied):\n")
+    print(_table(rows))
+    if best["threshold"] == "no joins":
+        print("\nno threshold beats the split lines as they are: no joiner written")
+        return 0
+    weights, bias = fit_logistic(x_all, y_all, args.l2)
+    meta = {"model_dir": str(args.model_dir), "pages": len(records), "pairs": len(y_all), "joins": int(y_all.sum()),
+            "l2": args.l2, "pick_pages": n_pick, "pick_rows": rows}
+    joiner = LineJoiner(weights, bias, tuple(vocab), float(best["threshold"]), meta)
+    args.join_out.write_text(json.dumps(joiner.to_json(), indent=1) + "\n", encoding="utf-8")
+    print(f"\nthreshold {best['threshold']}; refitted on all pages -> {args.join_out}; in model.json: "
+          f"\"line_join_model\": \"{args.join_out.name}\"")
     return 0

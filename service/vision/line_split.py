@@ -27,8 +27,8 @@ import numpy as np
 from .ctc import CharEvidence
 from .rec_preprocess import REC_HEIGHT
 
-__all__ = ["FORMAT", "REC_STRIDE", "LineSplitter", "Segment", "Space", "feature_names", "features", "segments",
-           "spaces"]
+__all__ = ["FORMAT", "REC_STRIDE", "WORD_FEATURES", "LineSplitter", "Segment", "Space", "feature_names", "features",
+           "fitted_to_chars", "load_logistic", "segments", "spaces", "word_features"]
 
 FORMAT = "ocrnet-line-split/1"
 REC_STRIDE = 8  # recogniser input columns per CTC time step (PP-OCR's SVTR/LCNet heads)
@@ -73,21 +73,22 @@ _NUMBER = re.compile(r"^[-+(]?\d[\d.,\-/]*\)?%?$")
 _MONEY = re.compile(r"^[-+(]?\d+[.,]\d{2}\)?$")
 
 
-def _word_features(word: str) -> list[float]:
+def word_features(word: str) -> list[float]:
+    """Kind of a word: number, amount, digits, letters, punctuation only, one character, label ending in ':'."""
     w = word.upper()
     return [float(bool(_NUMBER.match(w))), float(bool(_MONEY.match(w))), float(any(c.isdigit() for c in w)),
             float(any(c.isalpha() for c in w)), float(not any(c.isalnum() for c in w)), float(len(w) == 1),
             float(w.endswith(":")), float(w.startswith(":")), min(len(w), 12) / 12]
 
 
-_WORD_NAMES = ("number", "money", "has_digit", "has_letter", "punct_only", "one_char", "ends_colon",
+WORD_FEATURES = ("number", "money", "has_digit", "has_letter", "punct_only", "one_char", "ends_colon",
                "starts_colon", "length")
 
 
 def feature_names(vocab: Sequence[str]) -> list[str]:
     """Names of the columns `features` returns, in order (the weights file lists them for a reader)."""
     names = ["gap", "gap_over_pitch", "position", "words", "aspect"]
-    names += [f"left_{n}" for n in _WORD_NAMES] + [f"right_{n}" for n in _WORD_NAMES]
+    names += [f"left_{n}" for n in WORD_FEATURES] + [f"right_{n}" for n in WORD_FEATURES]
     names += ["number_after_word", "word_after_number", "after_colon"]
     names += [f"left={w}" for w in vocab] + [f"right={w}" for w in vocab]
     return names
@@ -104,7 +105,7 @@ def features(text: str, chars: Sequence[CharEvidence], found: Sequence[Space], a
     n_words = len(text.split())
     rows = []
     for k, sp in enumerate(found):
-        left, right = _word_features(sp.left), _word_features(sp.right)
+        left, right = word_features(sp.left), word_features(sp.right)
         row = [min(sp.gap, 6.0), min(sp.gap / pitch, 10.0) / 10, (k + 1) / (len(found) + 1), min(n_words, 20) / 20,
                min(aspect, 40.0) / 40, *left, *right,
                float(left[3] > 0 and right[0] > 0), float(left[0] > 0 and right[3] > 0),
@@ -149,17 +150,24 @@ class LineSplitter:
     @classmethod
     def load(cls, path: str | Path) -> LineSplitter:
         """Raises ValueError for a file that is not a line-split model or whose weights do not fit its inputs."""
-        try:
-            raw = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"cannot read line-split model {path}: {exc}") from exc
-        if not isinstance(raw, dict) or raw.get("format") != FORMAT:
-            raise ValueError(f"{path} is not a line-split model (format {FORMAT!r})")
-        vocab = tuple(str(w) for w in raw.get("vocab", []))
-        weights = np.asarray(raw.get("weights", []), np.float64)
-        if weights.shape != (len(feature_names(vocab)),):
-            raise ValueError(f"{path}: {weights.size} weights for {len(feature_names(vocab))} features")
-        return cls(weights, float(raw.get("bias", 0.0)), vocab, float(raw.get("threshold", 0.5)), raw.get("meta"))
+        return cls(*load_logistic(path, FORMAT, feature_names))
+
+
+def load_logistic(path: str | Path, fmt: str, names: Any) -> tuple[np.ndarray, float, tuple[str, ...], float,
+                                                                    dict[str, Any] | None]:
+    """(weights, bias, vocab, threshold, meta) of a logistic model file of format ``fmt`` whose inputs are
+    ``names(vocab)``; ValueError for anything else."""
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read {fmt} model {path}: {exc}") from exc
+    if not isinstance(raw, dict) or raw.get("format") != fmt:
+        raise ValueError(f"{path} is not a {fmt} model")
+    vocab = tuple(str(w) for w in raw.get("vocab", []))
+    weights = np.asarray(raw.get("weights", []), np.float64)
+    if weights.shape != (len(names(vocab)),):
+        raise ValueError(f"{path}: {weights.size} weights for {len(names(vocab))} features")
+    return weights, float(raw.get("bias", 0.0)), vocab, float(raw.get("threshold", 0.5)), raw.get("meta")
 
 
 def _axis(quad: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
