@@ -138,6 +138,35 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, steps: int = 25)
     return w[:-1], float(w[-1])
 
 
+@dataclass
+class Fitted:
+    """A logistic model fitted on the first pages, its threshold picked on the last ones, refitted on all."""
+
+    rows: list[dict[str, Any]]  # metrics on the last pages: the baseline (threshold None) and each threshold
+    threshold: float | None  # None: no threshold beat the baseline
+    weights: np.ndarray
+    bias: float
+    examples: int
+    positives: int
+
+
+def fit_and_pick(examples: Sequence[tuple[np.ndarray, np.ndarray]], n_pick: int, l2: float,
+                 thresholds: Sequence[float], judge: Any) -> Fitted:
+    """``examples``: (features, labels) per page; ``judge(weights, bias, threshold)`` scores the last ``n_pick``
+    pages with such a model (threshold None: without it)."""
+    def stack(part: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+        chosen = [e for e in part if len(e[1])]
+        return np.concatenate([e[0] for e in chosen]), np.concatenate([e[1] for e in chosen])
+
+    weights, bias = fit_logistic(*stack(examples[:len(examples) - n_pick]), l2)
+    rows = [{"threshold": None, **judge(weights, bias, None)}]
+    rows += [{"threshold": t, **judge(weights, bias, t)} for t in sorted(set(thresholds))]
+    best = max(rows, key=lambda r: (r.get("e2e_f1") or 0.0, r["threshold"] is None))["threshold"]
+    x_all, y_all = stack(examples)
+    weights, bias = fit_logistic(x_all, y_all, l2)
+    return Fitted(rows, best, weights, bias, len(y_all), int(y_all.sum()))
+
+
 def line_scores(pipeline: Any, records: Sequence[Any], pages: Sequence[PageRead], domain: str,
                 splitter: Any, model_dir: str | Path | None = None) -> dict[str, Any]:
     """The evaluation's metrics for the pages assembled with ``splitter`` (None: no cuts)."""
@@ -153,13 +182,14 @@ def line_scores(pipeline: Any, records: Sequence[Any], pages: Sequence[PageRead]
     return {"lines": sum(len(p) for p in preds), **report.metrics}
 
 
-def _table(rows: Sequence[dict[str, Any]]) -> str:
+def _table(rows: Sequence[dict[str, Any]], baseline: str = "none") -> str:
     cols = [("e2e_recall", "line recall"), ("e2e_precision", "line precision"), ("e2e_f1", "line F1"),
             ("field_company", "company"), ("field_address", "address"), ("field_total", "total")]
     out = ["| threshold | lines | " + " | ".join(name for _, name in cols) + " |", "|" + "---|" * (len(cols) + 2)]
     for r in rows:
         cells = [f"{100 * r[k]:.1f} %" if r.get(k) is not None else "-" for k, _ in cols]
-        out.append(f"| {r['threshold']} | {r['lines']} | " + " | ".join(cells) + " |")
+        label = baseline if r["threshold"] is None else r["threshold"]
+        out.append(f"| {label} | {r['lines']} | " + " | ".join(cells) + " |")
     return "\n".join(out)
 
 
@@ -217,39 +247,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     vocab = vocabulary([ln.text for r in records for ln in r.lines], args.vocab_size)
     examples = [labelled_spaces(pipeline, p, [ln.shape for ln in r.lines if ln.shape is not None], vocab)
                 for p, r in zip(pages, records)]
-    fit_part = slice(0, len(records) - n_pick)
 
-    def stack(part: slice) -> tuple[np.ndarray, np.ndarray]:
-        chosen = [e for e in examples[part] if len(e[1])]
-        return np.concatenate([e[0] for e in chosen]), np.concatenate([e[1] for e in chosen])
+    def judge(weights: np.ndarray, bias: float, threshold: float | None) -> dict[str, Any]:
+        splitter = None if threshold is None else LineSplitter(weights, bias, vocab, threshold)
+        return line_scores(pipeline, pick_records, pick_pages, args.domain, splitter, args.model_dir)
 
-    x_fit, y_fit = stack(fit_part)
-    weights, bias = fit_logistic(x_fit, y_fit, args.l2)
-    rows = [{"threshold": "no cuts", **line_scores(pipeline, pick_records, pick_pages, args.domain, None,
-                                                    args.model_dir)}]
-    for t in sorted(set(args.thresholds)):
-        splitter = LineSplitter(weights, bias, vocab, t)
-        rows.append({"threshold": t, **line_scores(pipeline, pick_records, pick_pages, args.domain, splitter,
-                                                   args.model_dir)})
-    best = max(rows, key=lambda r: (r.get("e2e_f1") or 0.0, r["threshold"] == "no cuts"))
-    x_all, y_all = stack(slice(None))
-    print(f"{len(records)} pages read by {args.model_dir} in {read_s:.0f} s; {len(y_all)} spaces with both sides in "
-          f"a labelled line, {int(y_all.sum())} of them between two labelled lines\n")
+    fitted = fit_and_pick(examples, n_pick, args.l2, args.thresholds, judge)
+    print(f"{len(records)} pages read by {args.model_dir} in {read_s:.0f} s; {fitted.examples} spaces with both "
+          f"sides in a labelled line, {fitted.positives} of them between two labelled lines\n")
     print(f"returned boxes brought in to the characters, on the last {n_pick} pages (no cuts):\n")
     print(_table([{**r, "threshold": f"margin {r['margin']}"} for r in margin_rows]))
     print(f"\nwith line_char_margin {margin}: threshold picked on the last {n_pick} pages, model fitted on the first "
           f"{len(records) - n_pick}:\n")
-    print(_table(rows))
-    if best["threshold"] == "no cuts":
+    print(_table(fitted.rows, "no cuts"))
+    if fitted.threshold is None:
         print("\nno threshold beats reading the lines as detected: nothing written")
         return 1
-    weights, bias = fit_logistic(x_all, y_all, args.l2)
     meta = {"model_dir": str(args.model_dir), "data": str(domain_dir(args.data, args.domain)), "pages": len(records),
-            "spaces": len(y_all), "cuts": int(y_all.sum()), "l2": args.l2, "pick_pages": n_pick,
-            "line_char_margin": margin, "margin_rows": margin_rows, "pick_rows": rows}
-    splitter = LineSplitter(weights, bias, vocab, float(best["threshold"]), meta)
+            "spaces": fitted.examples, "cuts": fitted.positives, "l2": args.l2, "pick_pages": n_pick,
+            "line_char_margin": margin, "margin_rows": margin_rows, "pick_rows": fitted.rows}
+    splitter = LineSplitter(fitted.weights, fitted.bias, vocab, fitted.threshold, meta)
     args.out.write_text(json.dumps(splitter.to_json(), indent=1) + "\n", encoding="utf-8")
-    print(f"\nthreshold {best['threshold']}; refitted on all {len(records)} pages -> {args.out}; in model.json: "
+    print(f"\nthreshold {fitted.threshold}; refitted on all {len(records)} pages -> {args.out}; in model.json: "
           f"\"line_split_model\": \"{args.out.name}\", \"line_char_margin\": {margin}")
     if args.join_out is not None:
         pipeline.line_splitter = splitter
@@ -282,36 +301,26 @@ def train_joiner(pipeline: Any, records: Sequence[Any], pages: Sequence[PageRead
     examples = [labelled_pairs(pipeline, p, [ln.shape for ln in r.lines if ln.shape is not None], vocab)
                 for p, r in zip(pages, records)]
 
-    def stack(part: slice) -> tuple[np.ndarray, np.ndarray]:
-        chosen = [e for e in examples[part] if len(e[1])]
-        return np.concatenate([e[0] for e in chosen]), np.concatenate([e[1] for e in chosen])
-
-    def scores(joiner: Any) -> dict[str, Any]:
+    def judge(weights: np.ndarray, bias: float, threshold: float | None) -> dict[str, Any]:
         own = pipeline.line_joiner
         try:
-            pipeline.line_joiner = joiner
+            pipeline.line_joiner = None if threshold is None else LineJoiner(weights, bias, tuple(vocab), threshold)
             return line_scores(pipeline, records[-n_pick:], pages[-n_pick:], args.domain, pipeline.line_splitter,
                                args.model_dir)
         finally:
             pipeline.line_joiner = own
 
-    x_fit, y_fit = stack(slice(0, len(records) - n_pick))
-    weights, bias = fit_logistic(x_fit, y_fit, args.l2)
-    rows = [{"threshold": "no joins", **scores(None)}]
-    rows += [{"threshold": t, **scores(LineJoiner(weights, bias, tuple(vocab), t))} for t in sorted(set(args.thresholds))]
-    best = max(rows, key=lambda r: (r.get("e2e_f1") or 0.0, r["threshold"] == "no joins"))
-    x_all, y_all = stack(slice(None))
-    print(f"\njoiner: {len(y_all)} row neighbours each in a labelled line, {int(y_all.sum())} of them in the same "
-          f"one; threshold picked on the last {n_pick} pages (splitter applied):\n")
-    print(_table(rows))
-    if best["threshold"] == "no joins":
+    fitted = fit_and_pick(examples, n_pick, args.l2, args.thresholds, judge)
+    print(f"\njoiner: {fitted.examples} row neighbours each in a labelled line, {fitted.positives} of them in the "
+          f"same one; threshold picked on the last {n_pick} pages (splitter applied):\n")
+    print(_table(fitted.rows, "no joins"))
+    if fitted.threshold is None:
         print("\nno threshold beats the split lines as they are: no joiner written")
         return 0
-    weights, bias = fit_logistic(x_all, y_all, args.l2)
-    meta = {"model_dir": str(args.model_dir), "pages": len(records), "pairs": len(y_all), "joins": int(y_all.sum()),
-            "l2": args.l2, "pick_pages": n_pick, "pick_rows": rows}
-    joiner = LineJoiner(weights, bias, tuple(vocab), float(best["threshold"]), meta)
+    meta = {"model_dir": str(args.model_dir), "pages": len(records), "pairs": fitted.examples,
+            "joins": fitted.positives, "l2": args.l2, "pick_pages": n_pick, "pick_rows": fitted.rows}
+    joiner = LineJoiner(fitted.weights, fitted.bias, tuple(vocab), fitted.threshold, meta)
     args.join_out.write_text(json.dumps(joiner.to_json(), indent=1) + "\n", encoding="utf-8")
-    print(f"\nthreshold {best['threshold']}; refitted on all pages -> {args.join_out}; in model.json: "
+    print(f"\nthreshold {fitted.threshold}; refitted on all pages -> {args.join_out}; in model.json: "
           f"\"line_join_model\": \"{args.join_out.name}\"")
     return 0

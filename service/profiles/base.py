@@ -7,6 +7,7 @@ doubles, ground-truth lines in evaluation), so they never depend on the pipeline
 from __future__ import annotations
 
 import bisect
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 from pydantic import BaseModel
 
 __all__ = ["Evidence", "FocusedRead", "LineBox", "Profile", "TextLineLike", "char_evidence", "group_rows",
-           "line_boxes"]
+           "line_boxes", "load_json_model"]
 
 
 @runtime_checkable
@@ -50,6 +51,15 @@ def char_evidence(line: TextLineLike) -> tuple[Evidence, ...] | None:
     doubles and other OCR engines' lines may not)."""
     chars = tuple(getattr(line, "char_evidence", ()) or ())
     return chars if chars and len(chars) == len(str(line.text)) else None
+
+
+def load_json_model(path: str | Path, build: Callable[[dict[str, Any]], Any], what: str) -> Any:
+    """``build(json)`` of a learned profile model's file; ValueError naming the file and ``what`` it should be when
+    it cannot be read or is not one (the service refuses such a bundle at start, not on the first request)."""
+    try:
+        return build(json.loads(Path(path).read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: unreadable {what}: {exc}") from exc
 
 
 @dataclass(frozen=True)

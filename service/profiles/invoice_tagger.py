@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import LineBox, group_rows
+from .base import LineBox, group_rows, load_json_model
 
 __all__ = ["CLASSES", "FieldTagger", "Word", "correct_suffix", "decode_field", "decode_span", "document_words", "features",
            "within_one_edit", "word_key"]
@@ -343,7 +343,4 @@ class FieldTagger:
     @classmethod
     def load(cls, path: str | Path) -> FieldTagger:
         """Read a tagger file; ValueError (naming the file) when it is not one."""
-        try:
-            return cls.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"{path}: unreadable field tagger: {exc}") from exc
+        return load_json_model(path, cls.from_json, "field tagger")

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from .base import load_json_model
 from .plate_layouts import US_FORMATS
 
 __all__ = ["FEATURES", "FORMAT", "PlatePicker", "Reading", "features"]
@@ -179,7 +180,4 @@ class PlatePicker:
     @classmethod
     def load(cls, path: str | Path) -> PlatePicker:
         """Read a picker file; ValueError (naming the file) when it is not one."""
-        try:
-            return cls.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"{path}: unreadable plate picker: {exc}") from exc
+        return load_json_model(path, cls.from_json, "plate picker")

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
 from .ctc import CharEvidence
-from .line_split import WORD_FEATURES, load_logistic, word_features
+from .line_split import WORD_FEATURES, LogisticModel, word_features
 
 __all__ = ["FORMAT", "LineJoiner", "Pair", "feature_names", "features", "join_rows", "row_pairs"]
 
@@ -97,35 +97,19 @@ def features(lines: Sequence[JoinableLine], pairs: Sequence[Pair], vocab: Sequen
 
 
 @dataclass(frozen=True)
-class LineJoiner:
+class LineJoiner(LogisticModel):
     """Logistic model over `features`: a pair is joined when its probability reaches ``threshold``."""
 
-    weights: np.ndarray
-    bias: float
-    vocab: tuple[str, ...]
-    threshold: float = 0.5
-    meta: dict[str, Any] | None = None
-
-    def probabilities(self, lines: Sequence[JoinableLine], pairs: Sequence[Pair]) -> np.ndarray:
-        if not pairs:
-            return np.zeros(0)
-        z = features(lines, pairs, self.vocab) @ self.weights + self.bias
-        return 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
+    format: ClassVar[str] = FORMAT
+    names = staticmethod(feature_names)
 
     def joins(self, lines: Sequence[JoinableLine]) -> list[int]:
         """Indices k whose line is joined with line k + 1."""
         pairs = row_pairs(lines)
-        return [p.k for p, prob in zip(pairs, self.probabilities(lines, pairs)) if prob >= self.threshold]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"format": FORMAT, "features": feature_names(self.vocab), "weights": [round(float(w), 6)
-                for w in self.weights], "bias": round(float(self.bias), 6), "vocab": list(self.vocab),
-                "threshold": self.threshold, **({"meta": self.meta} if self.meta else {})}
-
-    @classmethod
-    def load(cls, path: Any) -> LineJoiner:
-        """Raises ValueError for a file that is not a line-join model or whose weights do not fit its inputs."""
-        return cls(*load_logistic(path, FORMAT, feature_names))
+        if not pairs:
+            return []
+        probs = self.probability(features(lines, pairs, self.vocab))
+        return [p.k for p, prob in zip(pairs, probs) if prob >= self.threshold]
 
 
 def join_rows(lines: Sequence[Any], joins: Sequence[int], make: Callable[..., Any]) -> list[Any]:

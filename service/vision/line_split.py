@@ -20,14 +20,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import numpy as np
 
 from .ctc import CharEvidence
 from .rec_preprocess import REC_HEIGHT
 
-__all__ = ["FORMAT", "REC_STRIDE", "WORD_FEATURES", "LineSplitter", "Segment", "Space", "feature_names", "features",
+__all__ = ["FORMAT", "REC_STRIDE", "WORD_FEATURES", "LineSplitter", "LogisticModel", "Segment", "Space", "feature_names", "features",
            "fitted_to_chars", "load_logistic", "segments", "spaces", "word_features"]
 
 FORMAT = "ocrnet-line-split/1"
@@ -120,37 +120,51 @@ def features(text: str, chars: Sequence[CharEvidence], found: Sequence[Space], a
 
 
 @dataclass(frozen=True)
-class LineSplitter:
-    """Logistic model over `features`: a space is cut when its probability reaches ``threshold``."""
+class LogisticModel:
+    """A logistic model over named inputs, stored as JSON: the shape the line splitter and joiner share."""
 
     weights: np.ndarray
     bias: float
     vocab: tuple[str, ...]
     threshold: float = 0.5
     meta: dict[str, Any] | None = None
+    format: ClassVar[str] = ""
+
+    @staticmethod
+    def names(vocab: Sequence[str]) -> list[str]:
+        raise NotImplementedError
+
+    def probability(self, x: np.ndarray) -> np.ndarray:
+        """P(yes) per row of inputs ``x``."""
+        return 1.0 / (1.0 + np.exp(-np.clip(x @ self.weights + self.bias, -30, 30)))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": self.format, "features": self.names(self.vocab), "weights": [round(float(w), 6)
+                for w in self.weights], "bias": round(float(self.bias), 6), "vocab": list(self.vocab),
+                "threshold": self.threshold, **({"meta": self.meta} if self.meta else {})}
+
+    @classmethod
+    def load(cls, path: str | Path) -> Self:
+        """Raises ValueError for a file that is not this kind of model or whose weights do not fit its inputs."""
+        return cls(*load_logistic(path, cls.format, cls.names))
+
+
+@dataclass(frozen=True)
+class LineSplitter(LogisticModel):
+    """Logistic model over `features`: a space is cut when its probability reaches ``threshold``."""
+
+    format: ClassVar[str] = FORMAT
+    names = staticmethod(feature_names)
 
     def probabilities(self, text: str, chars: Sequence[CharEvidence], found: Sequence[Space],
                       aspect: float) -> np.ndarray:
-        if not found:
-            return np.zeros(0)
-        z = features(text, chars, found, aspect, self.vocab) @ self.weights + self.bias
-        return 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
+        return self.probability(features(text, chars, found, aspect, self.vocab)) if found else np.zeros(0)
 
     def cuts(self, text: str, chars: Sequence[CharEvidence], rec_height: int, aspect: float) -> list[Space]:
         """The spaces of the line to cut at."""
         found = spaces(text, chars, rec_height)
         probs = self.probabilities(text, chars, found, aspect)
         return [sp for sp, p in zip(found, probs) if p >= self.threshold]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"format": FORMAT, "features": feature_names(self.vocab), "weights": [round(float(w), 6)
-                for w in self.weights], "bias": round(float(self.bias), 6), "vocab": list(self.vocab),
-                "threshold": self.threshold, **({"meta": self.meta} if self.meta else {})}
-
-    @classmethod
-    def load(cls, path: str | Path) -> LineSplitter:
-        """Raises ValueError for a file that is not a line-split model or whose weights do not fit its inputs."""
-        return cls(*load_logistic(path, FORMAT, feature_names))
 
 
 def load_logistic(path: str | Path, fmt: str, names: Any) -> tuple[np.ndarray, float, tuple[str, ...], float,
