@@ -163,6 +163,10 @@ def test_profile_falls_back_to_rules_without_the_file(tagger: FieldTagger, tmp_p
     with pytest.raises(ValueError, match="missing.json"):
         rules.for_model_dir(_bundle(tmp_path, {"fields_model": "missing.json"}))
     assert get_profile("plate").for_model_dir(tmp_path) is get_profile("plate")
+    (tmp_path / "plate").mkdir()
+    picker = _bundle(tmp_path / "plate", {"fields_model": "picker.json"})
+    (picker / "picker.json").write_text(json.dumps({"format": "ocrnet-plate-picker/1"}), encoding="utf-8")
+    assert rules.for_model_dir(picker) is rules  # another profile's model in a bundle serving both: left alone
 
 
 def test_evaluation_scores_with_the_bundles_tagger(tagger: FieldTagger, tmp_path: Path) -> None:

@@ -16,8 +16,18 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
-__all__ = ["Evidence", "FocusedRead", "LineBox", "Profile", "TextLineLike", "char_evidence", "group_rows",
-           "line_boxes", "load_json_model"]
+__all__ = [
+    "Evidence",
+    "FocusedRead",
+    "LineBox",
+    "Profile",
+    "TextLineLike",
+    "char_evidence",
+    "fields_model_file",
+    "group_rows",
+    "line_boxes",
+    "load_json_model",
+]
 
 
 @runtime_checkable
@@ -51,6 +61,30 @@ def char_evidence(line: TextLineLike) -> tuple[Evidence, ...] | None:
     doubles and other OCR engines' lines may not)."""
     chars = tuple(getattr(line, "char_evidence", ()) or ())
     return chars if chars and len(chars) == len(str(line.text)) else None
+
+
+def fields_model_file(root: str | Path, fmt: str, claim_unmarked: bool = False) -> Path | None:
+    """The file model.json's `fields_model` names in the bundle at ``root`` when it is this profile's (its JSON says
+    format ``fmt``); None without one or when it is another profile's (one bundle may serve several profiles). A
+    file that says no format (missing, not JSON, no "format") is returned when ``claim_unmarked``, so that loading
+    it raises the error naming it; the invoice tagger claims those, as `fields_model` was its key first."""
+    manifest = Path(root) / "model.json"
+    if not manifest.is_file():
+        return None
+    name = json.loads(manifest.read_text(encoding="utf-8")).get("fields_model")
+    if not name:
+        return None
+    path = Path(root) / name
+    try:
+        spec = json.loads(path.read_text(encoding="utf-8"))
+        said = spec.get("format") if isinstance(spec, dict) else None
+    except FileNotFoundError:
+        said = None
+    except (OSError, ValueError):
+        said = None if claim_unmarked else fmt  # unreadable: an error either way, named by the loader
+    if said == fmt or (said is None and claim_unmarked):
+        return path
+    return None
 
 
 def load_json_model(path: str | Path, build: Callable[[dict[str, Any]], Any], what: str) -> Any:

@@ -13,7 +13,6 @@ ROUNDED, TOTAL), never a subtotal, tax, cash or change line unless nothing else 
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,7 +22,14 @@ from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import BaseModel, Field
 
-from .base import LineBox, Profile, TextLineLike, group_rows, line_boxes
+from .base import (
+    LineBox,
+    Profile,
+    TextLineLike,
+    fields_model_file,
+    group_rows,
+    line_boxes,
+)
 
 if TYPE_CHECKING:
     from .invoice_tagger import FieldTagger
@@ -277,18 +283,14 @@ class InvoiceProfile(Profile):
         self.tagger = tagger
 
     def for_model_dir(self, root: str | Path) -> InvoiceProfile:
-        """This profile with the bundle's learned field tagger (model.json `fields_model`); rules without one.
+        """This profile with the bundle's learned field tagger (model.json `fields_model`); the rules without one,
+        or when `fields_model` is another profile's model (the plate picker of a bundle that serves both).
 
-        Raises ValueError when model.json names a tagger file that is missing or unreadable."""
-        from .invoice_tagger import FieldTagger
+        Raises ValueError when the tagger file is not JSON, or says it is a tagger but is not a valid one."""
+        from .invoice_tagger import FORMAT, FieldTagger
 
-        manifest = Path(root) / "model.json"
-        if not manifest.is_file():
-            return self
-        name = json.loads(manifest.read_text(encoding="utf-8")).get("fields_model")
-        if not name:
-            return self
-        return InvoiceProfile(FieldTagger.load(Path(root) / name))
+        path = fields_model_file(root, FORMAT, claim_unmarked=True)
+        return self if path is None else InvoiceProfile(FieldTagger.load(path))
 
     def extract(self, lines: Sequence[TextLineLike], image_size: tuple[int, int]) -> InvoiceFields:
         boxes = line_boxes(lines)

@@ -14,7 +14,6 @@ the O/0 glyph of US plates as 0.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Sequence
@@ -24,7 +23,15 @@ from typing import ClassVar
 
 from pydantic import BaseModel, Field
 
-from .base import Evidence, LineBox, Profile, TextLineLike, char_evidence, line_boxes
+from .base import (
+    Evidence,
+    LineBox,
+    Profile,
+    TextLineLike,
+    char_evidence,
+    fields_model_file,
+    line_boxes,
+)
 from .plate_layouts import (
     DE_RAW,
     PLATE_FORMATS,
@@ -37,6 +44,7 @@ from .plate_layouts import (
     separator_boundaries,
     spacing_support,
 )
+from .plate_picker import FORMAT as PICKER_FORMAT
 from .plate_picker import PlatePicker, Reading
 
 __all__ = [
@@ -319,13 +327,8 @@ class PlateProfile(Profile):
         """This profile with the bundle's learned plate picker (model.json `fields_model`); the hand-set ranking
         without one, or when `fields_model` is another profile's model (the invoice tagger of a bundle that serves
         both). Raises ValueError when the file is not JSON, or says it is a picker but is not a valid one."""
-        manifest = Path(root) / "model.json"
-        if not manifest.is_file():
-            return self
-        name = json.loads(manifest.read_text(encoding="utf-8")).get("fields_model")
-        if not name or not PlatePicker.is_picker_file(Path(root) / name):
-            return self
-        return PlateProfile(PlatePicker.load(Path(root) / name))
+        path = fields_model_file(root, PICKER_FORMAT)
+        return self if path is None else PlateProfile(PlatePicker.load(path))
 
     def wants_second_look(self, fields: dict) -> bool:
         """No plate, or a 'plate' without a digit (a dealer name or slogan picked for want of the real one)."""

@@ -164,19 +164,6 @@ class PlatePicker:
         return cls(np.array(spec["mean"], np.float32), np.array(spec["std"], np.float32),
                    np.array(spec["weights"], np.float32), spec.get("meta"))
 
-    @staticmethod
-    def is_picker_file(path: str | Path) -> bool:
-        """Whether `path` is meant as a plate picker (its JSON says this format). A bundle's `fields_model` may
-        be another profile's model (one bundle can serve several profiles): the plate profile leaves those alone.
-        False for a missing file (the bundle loader reports those); ValueError when it is not JSON at all."""
-        try:
-            spec = json.loads(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return False
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"{path}: unreadable plate picker: {exc}") from exc
-        return isinstance(spec, dict) and spec.get("format") == FORMAT
-
     @classmethod
     def load(cls, path: str | Path) -> PlatePicker:
         """Read a picker file; ValueError (naming the file) when it is not one."""
