@@ -248,11 +248,20 @@ class OcrPipeline:
             out.append((line, dets.work_quads[k], None if dets.crop_quads is None else dets.crop_quads[k]))
         return out
 
-    def _fitted(self, line: TextLine, work_quad: np.ndarray, crop_quad: np.ndarray, margin: float) -> TextLine:
+    def _rec_input(self, work_quad: np.ndarray) -> tuple[int, float] | None:
+        """(width the recogniser saw the crop at, crop aspect) of a box; None when it was read rotated (a tall crop),
+        so that its time steps do not run along the box."""
         width, height = crop_size(work_quad)
-        if len(line.char_evidence) != len(line.text) or height / max(width, 1) >= ROTATE_RATIO:
+        if height / max(width, 1) >= ROTATE_RATIO:
+            return None
+        return (resized_width(max(height, 1), max(width, 1), self.rec_height, self.rec_width_buckets[-1]),
+                width / max(height, 1))
+
+    def _fitted(self, line: TextLine, work_quad: np.ndarray, crop_quad: np.ndarray, margin: float) -> TextLine:
+        rec_input = self._rec_input(work_quad)
+        if len(line.char_evidence) != len(line.text) or rec_input is None:
             return line
-        input_width = resized_width(max(height, 1), max(width, 1), self.rec_height, self.rec_width_buckets[-1])
+        input_width = rec_input[0]
         quad = fitted_to_chars(line.text, line.char_evidence, crop_quad, np.asarray(line.polygon), input_width,
                                margin)
         return replace(line, polygon=[(float(x), float(y)) for x, y in quad])
@@ -261,15 +270,14 @@ class OcrPipeline:
                    cuts: Callable[[str, Sequence[CharEvidence], float], Sequence[Space]]) -> list[TextLine]:
         """``line`` cut at the spaces ``cuts(text, chars, crop aspect)`` picks; the line itself when there are none,
         or it has no aligned evidence, no crop quad, or was read rotated (a tall crop)."""
-        width, height = crop_size(work_quad)
         chars, confs = line.char_evidence, line.char_confidences
-        if crop_quad is None or len(chars) != len(line.text) or len(confs) != len(line.text) \
-                or height / max(width, 1) >= ROTATE_RATIO:
+        rec_input = self._rec_input(work_quad)
+        if crop_quad is None or len(chars) != len(line.text) or len(confs) != len(line.text) or rec_input is None:
             return [line]
-        chosen = cuts(line.text, chars, width / max(height, 1))
+        input_width, aspect = rec_input
+        chosen = cuts(line.text, chars, aspect)
         if not chosen:
             return [line]
-        input_width = resized_width(max(height, 1), max(width, 1), self.rec_height, self.rec_width_buckets[-1])
         pieces = []
         for seg in segments(line.text, chars, chosen, crop_quad, np.asarray(line.polygon), input_width):
             part = confs[seg.start:seg.end]

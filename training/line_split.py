@@ -182,14 +182,18 @@ def line_scores(pipeline: Any, records: Sequence[Any], pages: Sequence[PageRead]
     return {"lines": sum(len(p) for p in preds), **report.metrics}
 
 
+def _labelled(rows: Sequence[dict[str, Any]], baseline: str) -> list[dict[str, Any]]:
+    """The rows with the baseline's threshold (None) named, as the table shows it and the model file records it."""
+    return [{**r, "threshold": baseline if r["threshold"] is None else r["threshold"]} for r in rows]
+
+
 def _table(rows: Sequence[dict[str, Any]], baseline: str = "none") -> str:
     cols = [("e2e_recall", "line recall"), ("e2e_precision", "line precision"), ("e2e_f1", "line F1"),
             ("field_company", "company"), ("field_address", "address"), ("field_total", "total")]
     out = ["| threshold | lines | " + " | ".join(name for _, name in cols) + " |", "|" + "---|" * (len(cols) + 2)]
-    for r in rows:
+    for r in _labelled(rows, baseline):
         cells = [f"{100 * r[k]:.1f} %" if r.get(k) is not None else "-" for k, _ in cols]
-        label = baseline if r["threshold"] is None else r["threshold"]
-        out.append(f"| {label} | {r['lines']} | " + " | ".join(cells) + " |")
+        out.append(f"| {r['threshold']} | {r['lines']} | " + " | ".join(cells) + " |")
     return "\n".join(out)
 
 
@@ -265,7 +269,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     meta = {"model_dir": str(args.model_dir), "data": str(domain_dir(args.data, args.domain)), "pages": len(records),
             "spaces": fitted.examples, "cuts": fitted.positives, "l2": args.l2, "pick_pages": n_pick,
-            "line_char_margin": margin, "margin_rows": margin_rows, "pick_rows": fitted.rows}
+            "line_char_margin": margin, "margin_rows": margin_rows,
+            "pick_rows": _labelled(fitted.rows, "no cuts")}
     splitter = LineSplitter(fitted.weights, fitted.bias, vocab, fitted.threshold, meta)
     args.out.write_text(json.dumps(splitter.to_json(), indent=1) + "\n", encoding="utf-8")
     print(f"\nthreshold {fitted.threshold}; refitted on all {len(records)} pages -> {args.out}; in model.json: "
@@ -318,7 +323,8 @@ def train_joiner(pipeline: Any, records: Sequence[Any], pages: Sequence[PageRead
         print("\nno threshold beats the split lines as they are: no joiner written")
         return 0
     meta = {"model_dir": str(args.model_dir), "pages": len(records), "pairs": fitted.examples,
-            "joins": fitted.positives, "l2": args.l2, "pick_pages": n_pick, "pick_rows": fitted.rows}
+            "joins": fitted.positives, "l2": args.l2, "pick_pages": n_pick,
+            "pick_rows": _labelled(fitted.rows, "no joins")}
     joiner = LineJoiner(fitted.weights, fitted.bias, tuple(vocab), fitted.threshold, meta)
     args.join_out.write_text(json.dumps(joiner.to_json(), indent=1) + "\n", encoding="utf-8")
     print(f"\nthreshold {fitted.threshold}; refitted on all pages -> {args.join_out}; in model.json: "

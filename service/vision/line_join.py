@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 
 from .ctc import CharEvidence
-from .line_split import WORD_FEATURES, LogisticModel, word_features
+from .line_split import MEETING_WORDS, LogisticModel, meeting_words, vocab_names
 
 __all__ = ["FORMAT", "LineJoiner", "Pair", "feature_names", "features", "join_rows", "row_pairs"]
 
@@ -67,11 +67,7 @@ def row_pairs(lines: Sequence[JoinableLine]) -> list[Pair]:
 
 def feature_names(vocab: Sequence[str]) -> list[str]:
     """Names of the columns `features` returns, in order."""
-    names = ["gap", "dy", "log_height_ratio", "left_words", "right_words"]
-    names += [f"left_{n}" for n in WORD_FEATURES] + [f"right_{n}" for n in WORD_FEATURES]
-    names += ["number_after_word", "word_after_number"]
-    names += [f"left={w}" for w in vocab] + [f"right={w}" for w in vocab]
-    return names
+    return ["gap", "dy", "log_height_ratio", "left_words", "right_words", *MEETING_WORDS, *vocab_names(vocab)]
 
 
 def features(lines: Sequence[JoinableLine], pairs: Sequence[Pair], vocab: Sequence[str]) -> np.ndarray:
@@ -79,19 +75,10 @@ def features(lines: Sequence[JoinableLine], pairs: Sequence[Pair], vocab: Sequen
     index = {w: k for k, w in enumerate(vocab)}
     rows = []
     for pair in pairs:
-        left_words, right_words = lines[pair.k].text.split(), lines[pair.k + 1].text.split()
-        if not left_words or not right_words:
-            left_words, right_words = left_words or [""], right_words or [""]
-        last, first = left_words[-1], right_words[0]
-        left, right = word_features(last), word_features(first)
+        left_words, right_words = lines[pair.k].text.split() or [""], lines[pair.k + 1].text.split() or [""]
+        kinds, hot = meeting_words(left_words[-1], right_words[0], index)
         row = [min(pair.gap, MAX_GAP), min(pair.dy, 1.0), float(np.log(max(min(pair.height_ratio, 4.0), 0.25))),
-               min(len(left_words), 10) / 10, min(len(right_words), 10) / 10, *left, *right,
-               float(left[3] > 0 and right[0] > 0), float(left[0] > 0 and right[3] > 0)]
-        hot = np.zeros(2 * len(vocab))
-        if last.upper() in index:
-            hot[index[last.upper()]] = 1.0
-        if first.upper() in index:
-            hot[len(vocab) + index[first.upper()]] = 1.0
+               min(len(left_words), 10) / 10, min(len(right_words), 10) / 10, *kinds]
         rows.append(np.concatenate([np.asarray(row, np.float64), hot]))
     return np.asarray(rows, np.float64) if rows else np.zeros((0, len(feature_names(vocab))))
 

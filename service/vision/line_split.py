@@ -27,8 +27,25 @@ import numpy as np
 from .ctc import CharEvidence
 from .rec_preprocess import REC_HEIGHT
 
-__all__ = ["FORMAT", "REC_STRIDE", "WORD_FEATURES", "LineSplitter", "LogisticModel", "Segment", "Space", "feature_names", "features",
-           "fitted_to_chars", "load_logistic", "segments", "spaces", "word_features"]
+__all__ = [
+    "FORMAT",
+    "MEETING_WORDS",
+    "REC_STRIDE",
+    "WORD_FEATURES",
+    "LineSplitter",
+    "LogisticModel",
+    "Segment",
+    "Space",
+    "feature_names",
+    "features",
+    "fitted_to_chars",
+    "load_logistic",
+    "meeting_words",
+    "segments",
+    "spaces",
+    "vocab_names",
+    "word_features",
+]
 
 FORMAT = "ocrnet-line-split/1"
 REC_STRIDE = 8  # recogniser input columns per CTC time step (PP-OCR's SVTR/LCNet heads)
@@ -85,13 +102,32 @@ WORD_FEATURES = ("number", "money", "has_digit", "has_letter", "punct_only", "on
                "starts_colon", "length")
 
 
+MEETING_WORDS = (*(f"left_{n}" for n in WORD_FEATURES), *(f"right_{n}" for n in WORD_FEATURES),
+                 "number_after_word", "word_after_number")
+
+
+def meeting_words(left: str, right: str, index: dict[str, int]) -> tuple[list[float], np.ndarray]:
+    """What the splitter and the joiner see of the two words meeting at a gap: their kinds (`MEETING_WORDS`) and
+    which of the ``index``'s words they are (left ones, then right ones; `vocab_names`)."""
+    left_kind, right_kind = word_features(left), word_features(right)
+    kinds = [*left_kind, *right_kind, float(left_kind[3] > 0 and right_kind[0] > 0),
+             float(left_kind[0] > 0 and right_kind[3] > 0)]
+    hot = np.zeros(2 * len(index))
+    if left.upper() in index:
+        hot[index[left.upper()]] = 1.0
+    if right.upper() in index:
+        hot[len(index) + index[right.upper()]] = 1.0
+    return kinds, hot
+
+
+def vocab_names(vocab: Sequence[str]) -> list[str]:
+    return [f"left={w}" for w in vocab] + [f"right={w}" for w in vocab]
+
+
 def feature_names(vocab: Sequence[str]) -> list[str]:
     """Names of the columns `features` returns, in order (the weights file lists them for a reader)."""
-    names = ["gap", "gap_over_pitch", "position", "words", "aspect"]
-    names += [f"left_{n}" for n in WORD_FEATURES] + [f"right_{n}" for n in WORD_FEATURES]
-    names += ["number_after_word", "word_after_number", "after_colon"]
-    names += [f"left={w}" for w in vocab] + [f"right={w}" for w in vocab]
-    return names
+    return ["gap", "gap_over_pitch", "position", "words", "aspect", *MEETING_WORDS, "after_colon",
+            *vocab_names(vocab)]
 
 
 def features(text: str, chars: Sequence[CharEvidence], found: Sequence[Space], aspect: float,
@@ -105,16 +141,9 @@ def features(text: str, chars: Sequence[CharEvidence], found: Sequence[Space], a
     n_words = len(text.split())
     rows = []
     for k, sp in enumerate(found):
-        left, right = word_features(sp.left), word_features(sp.right)
+        kinds, hot = meeting_words(sp.left, sp.right, index)
         row = [min(sp.gap, 6.0), min(sp.gap / pitch, 10.0) / 10, (k + 1) / (len(found) + 1), min(n_words, 20) / 20,
-               min(aspect, 40.0) / 40, *left, *right,
-               float(left[3] > 0 and right[0] > 0), float(left[0] > 0 and right[3] > 0),
-               float(sp.left.endswith(":") or sp.right == ":")]
-        hot = np.zeros(2 * len(vocab))
-        if sp.left.upper() in index:
-            hot[index[sp.left.upper()]] = 1.0
-        if sp.right.upper() in index:
-            hot[len(vocab) + index[sp.right.upper()]] = 1.0
+               min(aspect, 40.0) / 40, *kinds, float(sp.left.endswith(":") or sp.right == ":")]
         rows.append(np.concatenate([np.asarray(row, np.float64), hot]))
     return np.asarray(rows, np.float64) if rows else np.zeros((0, len(feature_names(vocab))))
 
