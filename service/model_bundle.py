@@ -14,6 +14,9 @@ from service.vision.charset import load_charset
 from service.vision.det_preprocess import DetPreprocessConfig
 
 MANIFEST = "model.json"
+# The manifest fields that name a file (relative to the manifest's folder); every one that is set must exist.
+FILE_KEYS = ("det", "det_cpu", "rec", "rec_cpu", "charset", "fields_model", "lexicon", "line_split_model",
+             "line_join_model")
 
 
 class ModelManifest(BaseModel):
@@ -100,9 +103,7 @@ class ModelBundle:
             if self.manifest.line_split_model else None
         self.line_join_path = (self.root / self.manifest.line_join_model).resolve() \
             if self.manifest.line_join_model else None
-        files = (self.det_path, self.rec_path, self.charset_path) + tuple(
-            p for p in (self.det_cpu_path, self.rec_cpu_path, self.fields_model_path, self.lexicon_path,
-                        self.line_split_path, self.line_join_path) if p is not None)
+        files = [(self.root / name).resolve() for key in FILE_KEYS if (name := getattr(self.manifest, key))]
         missing = [str(p) for p in files if not p.is_file()]
         if missing:
             raise FileNotFoundError(f"{manifest_path}: missing files {missing}")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -261,6 +262,75 @@ def test_ablation_modes_change_only_what_they_say(tmp_path):
     tenth = mode_config(base, "frozen", synth, 0.3, tmp_path / "f")
     assert (tenth.data.train[0].limit, tenth.data.train[0].limit_by) == (3, "hash")
     assert made["frozen"].data.train[0].limit is None
+
+
+def test_ablation_bundle_keeps_every_file_of_the_template_but_the_recognizer(tmp_path):
+    """The swapped-recognizer copy of a bundle written elsewhere still finds the template's detector, lexicon and
+    line models (models/invoice names all of them), and no CPU recognizer of the template stands in for the new one."""
+    from service.model_bundle import ModelBundle
+    from training.ablation import bundle_with_rec
+
+    template = tmp_path / "invoice"
+    template.mkdir()
+    shipped = json.loads(Path("models/invoice/model.json").read_text())
+    for key, name in shipped.items():
+        if key in ("lexicon", "line_split_model", "line_join_model"):
+            (template / name).write_bytes((Path("models/invoice") / name).read_bytes())
+    (template / "model.json").write_text(json.dumps({
+        **shipped, "rec_cpu": "cpu_rec.onnx",
+        **{k: str(Path("models/invoice", shipped[k]).resolve()) for k in ("det", "det_cpu")}}))
+    (template / "cpu_rec.onnx").write_bytes(b"x")
+    rec_dir = tmp_path / "export"
+    rec_dir.mkdir()
+    (rec_dir / "rec.onnx").write_bytes(b"onnx")
+    (rec_dir / "charset.json").write_text(json.dumps({"characters": ["A"]}))
+    bundle = ModelBundle(bundle_with_rec(template, rec_dir, tmp_path / "elsewhere" / "bundle"))
+    assert bundle.rec_path == rec_dir / "rec.onnx" and bundle.rec_cpu_path is None
+    assert bundle.lexicon_path == template / "lexicon.json"
+    assert bundle.line_split_path == template / shipped["line_split_model"]
+    assert bundle.det_cpu_path == Path("models/base/det_int8.onnx").resolve()
+
+
+def test_ablation_reuses_only_finished_runs_of_the_same_config(tmp_path, monkeypatch):
+    """--reuse-runs: a mode that trained to the end with this config is evaluated again without training; a run
+    killed part way, or one trained with another step budget, trains again."""
+    from training import ablation
+    from training.finetune.config import DataSource
+
+    calls: list[str] = []
+
+    def fake_run(args, log_path):
+        calls.append(args[0])
+        if args[0] == "finetune":
+            run_dir = Path(args[2]).parent
+            (run_dir / "export").mkdir()
+            (run_dir / "export" / "rec.onnx").write_bytes(b"onnx")
+            (run_dir / "train_summary.json").write_text(json.dumps(
+                {"train_samples": 3, "steps": 5, "fit_seconds": 2.0, "setup_seconds": 0.1, "best_step": 5,
+                 "last_val": {}}))
+        else:
+            Path(args[args.index("--json") + 1]).write_text(json.dumps({"b": [{"metrics": {"e2e_recall": 0.5}}]}))
+
+    monkeypatch.setattr(ablation, "_run", fake_run)
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "model.json").write_text(json.dumps({"name": "b", "det": "det.onnx", "rec": "rec.onnx"}))
+    synth = [DataSource(kind="synthetic", domain="receipts", n=10)]
+    root = tmp_path / "abl"
+
+    def run(max_steps: int, reuse: bool) -> list[str]:
+        calls.clear()
+        res = ablation.run_mode(config("rec", tmp_path, max_steps=max_steps), "frozen", synth, 1.0, root, bundle,
+                                tmp_path, "receipts", reuse=reuse)
+        assert res.steps == 5 and res.metrics["dev"] == {"e2e_recall": 0.5}
+        return calls[:]
+
+    assert run(5, reuse=True) == ["finetune", "evaluate"]  # nothing to reuse yet
+    assert run(5, reuse=True) == ["evaluate"]
+    assert run(6, reuse=True) == ["finetune", "evaluate"]  # another step budget: trained again
+    (root / "frozen@1" / "train_summary.json").unlink()  # killed part way
+    assert run(6, reuse=True) == ["finetune", "evaluate"]
+    assert run(6, reuse=False) == ["finetune", "evaluate"]
 
 
 def test_learning_curve_subsets_are_hashed_nested_and_not_the_first_rows(tmp_path):

@@ -137,10 +137,13 @@ def mode_config(base: FinetuneConfig, mode: str, synthetic: Sequence[DataSource]
 
 def bundle_with_rec(template: Path, rec_dir: Path, dest: Path) -> Path:
     """A model dir like ``template`` whose recognizer is the exported one in ``rec_dir``."""
+    from service.model_bundle import FILE_KEYS  # not at import: `ocrnet ablation --help` stays light
+
     manifest = json.loads((template / "model.json").read_text(encoding="utf-8"))
-    for key in ("det", "det_cpu"):
+    for key in FILE_KEYS:  # the template's detector, lexicon, line models ... wherever the copy is written
         if manifest.get(key):
             manifest[key] = str((template / manifest[key]).resolve())
+    manifest.pop("rec_cpu", None)  # the template's CPU recognizer would stand in for the swapped one
     manifest["rec"] = str((rec_dir / "rec.onnx").resolve())
     manifest["charset"] = str((rec_dir / "charset.json").resolve())
     manifest["name"] = f"{manifest.get('name', 'model')}-{dest.name}"
@@ -156,21 +159,37 @@ def _run(args: list[str], log_path: Path) -> None:
         subprocess.run([sys.executable, "-m", "training", *args], check=True, stdout=out, stderr=subprocess.STDOUT)
 
 
+def reusable_run(run_dir: Path, cfg: FinetuneConfig) -> bool:
+    """``run_dir`` trained to the end and exported with this very config (a run killed part way has no
+    train_summary.json; one trained with other settings, e.g. another step budget, does not count)."""
+    stored = run_dir / "mode_config.json"
+    if not ((run_dir / "train_summary.json").is_file() and (run_dir / "export" / "rec.onnx").is_file()
+            and stored.is_file()):
+        return False
+    return FinetuneConfig.model_validate_json(stored.read_text(encoding="utf-8")).model_dump() == cfg.model_dump()
+
+
 def run_mode(base: FinetuneConfig, mode: str, synthetic: Sequence[DataSource], fraction: float, root: Path,
              bundle: Path, data: Path, domain: str, eval_limit: int | None = None,
-             pretrained_dir: Path = Path("models/base")) -> ModeResult:
+             pretrained_dir: Path = Path("models/base"), reuse: bool = False) -> ModeResult:
+    """Train, export and evaluate one mode at one fraction; with ``reuse``, a run of the same config that already
+    finished in ``root`` is only evaluated again."""
     label = f"{mode}@{fraction:g}"
     run_dir = root / label
-    run_dir.mkdir(parents=True, exist_ok=True)
     result = ModeResult(mode, fraction)
     if mode == "shipped":
+        run_dir.mkdir(parents=True, exist_ok=True)
         eval_dir = bundle
     elif mode == "pretrained":
+        run_dir.mkdir(parents=True, exist_ok=True)
         eval_dir = bundle_with_rec(bundle, pretrained_dir, run_dir / "bundle")
     else:
         cfg = mode_config(base, mode, synthetic, fraction, run_dir)
-        (run_dir / "mode_config.json").write_text(cfg.model_dump_json(indent=1), encoding="utf-8")
-        _run(["finetune", "--config", str(run_dir / "mode_config.json")], run_dir / "log.txt")
+        if not (reuse and reusable_run(run_dir, cfg)):
+            shutil.rmtree(run_dir, ignore_errors=True)
+            run_dir.mkdir(parents=True)
+            (run_dir / "mode_config.json").write_text(cfg.model_dump_json(indent=1), encoding="utf-8")
+            _run(["finetune", "--config", str(run_dir / "mode_config.json")], run_dir / "log.txt")
         summary = json.loads((run_dir / "train_summary.json").read_text(encoding="utf-8"))
         result.train_samples, result.steps = summary["train_samples"], summary["steps"]
         result.train_seconds = summary["fit_seconds"]
@@ -272,6 +291,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--max-steps", type=int, help="override the config's step budget (same for every mode)")
     ap.add_argument("--eval-limit", type=int, help="first N evaluation images only (quick checks)")
     ap.add_argument("--out", type=Path, default=Path("runs/ablation"), help="run folders, results.json, table.md")
+    ap.add_argument("--reuse-runs", action="store_true",
+                    help="keep a mode's run that already trained to the end in --out (only evaluate it again, e.g. "
+                         "in another bundle, or after a later mode was killed); unfinished runs are retrained")
     ap.add_argument("--plot-metric", help="with several --fractions: write curve.png of this DEV metric "
                                           "(e.g. e2e_recall, plate_exact)")
     args = ap.parse_args(list(argv) if argv is not None else None)
@@ -292,11 +314,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             untrained = MODES[mode] is None  # the same model whatever the fraction: evaluated once
             if (fraction == 0 and not untrained) or (untrained and any(r.mode == mode for r in results)):
                 continue
-            label = f"{mode}@{fraction:g}"
-            if (args.out / label).exists() and MODES[mode] is not None:
-                shutil.rmtree(args.out / label)
             results.append(run_mode(base, mode, synthetic, fraction, args.out, args.bundle, args.data, args.domain,
-                                    args.eval_limit, args.pretrained_dir))
+                                    args.eval_limit, args.pretrained_dir, args.reuse_runs))
             (args.out / "results.json").write_text(
                 json.dumps([{**r.__dict__, "steps_per_second": r.steps_per_second} for r in results], indent=1,
                            default=str), encoding="utf-8")
