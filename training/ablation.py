@@ -137,7 +137,8 @@ def mode_config(base: FinetuneConfig, mode: str, synthetic: Sequence[DataSource]
 
 def bundle_with_rec(template: Path, rec_dir: Path, dest: Path) -> Path:
     """A model dir like ``template`` whose recognizer is the exported one in ``rec_dir``."""
-    from service.model_bundle import FILE_KEYS  # not at import: `ocrnet ablation --help` stays light
+    # imported here, not at the top: `ocrnet ablation --help` stays light
+    from service.model_bundle import FILE_KEYS
 
     manifest = json.loads((template / "model.json").read_text(encoding="utf-8"))
     for key in FILE_KEYS:  # the template's detector, lexicon, line models ... wherever the copy is written
