@@ -333,6 +333,21 @@ def test_ablation_reuses_only_finished_runs_of_the_same_config(tmp_path, monkeyp
     assert run(6, reuse=False) == ["finetune", "evaluate"]
 
 
+def test_ablation_set_overrides_the_base_config_of_every_mode(tmp_path, monkeypatch):
+    from training import ablation
+
+    seen = []
+    monkeypatch.setattr(ablation, "run_mode", lambda base, mode, *a, **k: seen.append(
+        (mode, base.eval_every_steps, base.max_steps)) or ablation.ModeResult(mode, 1.0))
+    (tmp_path / "receipts").mkdir()
+    (tmp_path / "receipts" / "labels.jsonl").write_text("")
+    assert ablation.main(["--config", "training/configs/receipts_rec_real.yaml", "--synthetic-domain", "receipts",
+                          "--bundle", "models/invoice", "--domain", "receipts", "--data", str(tmp_path),
+                          "--modes", "frozen,l2sp", "--max-steps", "2000", "--set", "eval_every_steps=500",
+                          "--out", str(tmp_path / "abl")]) == 0
+    assert seen == [("frozen", 500, 2000), ("l2sp", 500, 2000)]
+
+
 def test_learning_curve_subsets_are_hashed_nested_and_not_the_first_rows(tmp_path):
     """A crop list sorted by region (all BR plates first) must not give a 10 % curve point of BR plates only."""
     from training.data.loaders import read_crop_list

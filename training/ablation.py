@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from training.finetune.cli_args import apply_overrides
 from training.finetune.config import DataSource, FinetuneConfig, load_config
 
 log = logging.getLogger(__name__)
@@ -290,6 +291,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--pretrained-dir", type=Path, default=Path("models/base"),
                     help="model dir with the pretrained rec.onnx + charset.json (the 'pretrained' row)")
     ap.add_argument("--max-steps", type=int, help="override the config's step budget (same for every mode)")
+    ap.add_argument("--set", action="append", default=[], metavar="PATH=YAML", dest="overrides",
+                    help="override one field of the base config for every mode, as `ocrnet finetune --set` "
+                         "(repeatable), e.g. eval_every_steps=500")
     ap.add_argument("--eval-limit", type=int, help="first N evaluation images only (quick checks)")
     ap.add_argument("--out", type=Path, default=Path("runs/ablation"), help="run folders, results.json, table.md")
     ap.add_argument("--reuse-runs", action="store_true",
@@ -304,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [m for m in modes if m not in MODES]
     if unknown:
         ap.error(f"unknown modes {unknown}; have {list(MODES)}")
-    base = load_config(args.config)
+    base = apply_overrides(load_config(args.config), args.overrides)
     if args.max_steps:
         base = base.model_copy(update={"max_steps": args.max_steps})
     synthetic = [DataSource(kind="synthetic", domain=args.synthetic_domain, n=args.synthetic_n, seed=101)]
