@@ -254,7 +254,8 @@ def plot_curve(results: Sequence[ModeResult], metric: str, path: Path, title: st
     for k, r in enumerate(dict((r.mode, r) for r in untrained).values()):  # reference lines, once per mode
         y = r.metrics["dev"].get(metric)
         if y is not None:
-            ax.axhline(100 * y, ls="--", lw=1, color=f"C{7 + k}", label=f"{r.mode} (no training): {100 * y:.1f}")
+            what = "as served" if r.mode == "shipped" else "no training"
+            ax.axhline(100 * y, ls="--", lw=1, color=f"C{7 + k}", label=f"{r.mode} ({what}): {100 * y:.1f}")
     for mode in dict.fromkeys(r.mode for r in results if MODES.get(r.mode) is not None):
         start = untrained[0] if untrained else None  # 0 % real data = the untrained model
         pts = sorted([(r.fraction, r.metrics["dev"].get(metric)) for r in results if r.mode == mode]
