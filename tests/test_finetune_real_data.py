@@ -264,6 +264,23 @@ def test_ablation_modes_change_only_what_they_say(tmp_path):
     assert made["frozen"].data.train[0].limit is None
 
 
+def test_ablation_modes_are_valid_from_a_recipe_that_trains_part_of_the_backbone_on_augmented_crops(tmp_path):
+    """The shipped plate recipe trains the last 4 backbone blocks on crops varied per epoch: the cached modes
+    freeze all of it and drop the augmentation, full_lowlr trains every block."""
+    from training.ablation import MODES, mode_config
+    from training.finetune.config import DataSource, load_config
+
+    base = load_config("training/configs/plates_rec_real_aug.yaml")
+    assert base.transfer.train_backbone_blocks == 4 and base.data.rec_augment > 0
+    synth = [DataSource(kind="synthetic", domain="plates", n=10)]
+    made = {m: mode_config(base, m, synth, 1.0, tmp_path / m) for m in MODES if MODES[m] is not None}
+    for mode in ("frozen", "l2sp", "mixing", "distill", "synthetic", "da"):
+        assert made[mode].transfer.train_backbone_blocks is None and made[mode].data.rec_augment == 0
+    assert made["full_lowlr"].transfer.train_backbone_blocks is None and not made["full_lowlr"].transfer.freeze_backbone
+    assert made["full_lowlr"].data.rec_augment == base.data.rec_augment
+    assert made["config"].transfer == base.transfer
+
+
 def test_ablation_bundle_keeps_every_file_of_the_template_but_the_recognizer(tmp_path):
     """The swapped-recognizer copy of a bundle written elsewhere still finds the template's detector, lexicon and
     line models (models/invoice names all of them), and no CPU recognizer of the template stands in for the new one."""

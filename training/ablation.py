@@ -43,12 +43,18 @@ Override = Callable[[dict, list[dict]], dict]
 
 
 def _frozen(raw: dict, _synthetic: list[dict]) -> dict:
-    raw["transfer"].update(freeze_backbone=True, cache_features=True, backbone_lr_mult=1.0, l2sp_lambda=0.0)
+    """Whatever part of the backbone the base config trains, none of it here; its features are computed once, so
+    per-epoch crop augmentation (a base recipe's ``rec_augment``) cannot apply."""
+    raw["transfer"].update(freeze_backbone=True, cache_features=True, backbone_lr_mult=1.0, l2sp_lambda=0.0,
+                           train_backbone_blocks=None)
+    raw["data"]["rec_augment"] = 0.0
     return raw
 
 
 def _full(raw: dict, _synthetic: list[dict]) -> dict:
-    raw["transfer"].update(freeze_backbone=False, cache_features=False, backbone_lr_mult=0.1, l2sp_lambda=0.0)
+    """Every backbone block trains, even where the base config trains only its last few."""
+    raw["transfer"].update(freeze_backbone=False, cache_features=False, backbone_lr_mult=0.1, l2sp_lambda=0.0,
+                           train_backbone_blocks=None)
     return raw
 
 
