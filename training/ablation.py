@@ -184,18 +184,17 @@ def run_mode(base: FinetuneConfig, mode: str, synthetic: Sequence[DataSource], f
     finished in ``root`` is only evaluated again."""
     label = f"{mode}@{fraction:g}"
     run_dir = root / label
+    run_dir.mkdir(parents=True, exist_ok=True)
     result = ModeResult(mode, fraction)
     if mode == "shipped":
-        run_dir.mkdir(parents=True, exist_ok=True)
         eval_dir = bundle
     elif mode == "pretrained":
-        run_dir.mkdir(parents=True, exist_ok=True)
         eval_dir = bundle_with_rec(bundle, pretrained_dir, run_dir / "bundle")
     else:
         cfg = mode_config(base, mode, synthetic, fraction, run_dir)
         if not (reuse and reusable_run(run_dir, cfg)):
-            shutil.rmtree(run_dir, ignore_errors=True)
-            run_dir.mkdir(parents=True)
+            shutil.rmtree(run_dir)
+            run_dir.mkdir()
             (run_dir / "mode_config.json").write_text(cfg.model_dump_json(indent=1), encoding="utf-8")
             _run(["finetune", "--config", str(run_dir / "mode_config.json")], run_dir / "log.txt")
         summary = json.loads((run_dir / "train_summary.json").read_text(encoding="utf-8"))
