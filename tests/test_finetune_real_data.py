@@ -279,6 +279,8 @@ def test_ablation_modes_are_valid_from_a_recipe_that_trains_part_of_the_backbone
     assert made["full_lowlr"].transfer.train_backbone_blocks is None and not made["full_lowlr"].transfer.freeze_backbone
     assert made["full_lowlr"].data.rec_augment == base.data.rec_augment
     assert made["config"].transfer == base.transfer
+    assert base.transfer.mixing is not None  # the recipe mixes in synthetic plates; only the mixing mode does
+    assert {m for m, c in made.items() if c.transfer.mixing is not None} == {"mixing", "config"}
 
 
 def test_ablation_bundle_keeps_every_file_of_the_template_but_the_recognizer(tmp_path):

@@ -6,7 +6,8 @@ so the table says what a user would get from each mode, not what a validation lo
 turns the same machinery into a learning curve: the metric against how much of the labelled (real) training
 data a mode sees (a subset chosen by hashing image names, nested across fractions).
 
-Modes (``MODES``):
+Modes (``MODES``); a trained mode other than ``config`` drops the base config's own extra losses (the plate
+recipe's synthetic mixing) and adds only the one it names:
 
 | mode | what changes against the base config |
 |---|---|
@@ -42,10 +43,18 @@ log = logging.getLogger(__name__)
 Override = Callable[[dict, list[dict]], dict]
 
 
+def _without_extra_losses(raw: dict) -> dict:
+    """The base recipe's own extra losses (the plate recipe mixes in synthetic plates) would ride along in every
+    mode, so a mode has only the one it names."""
+    raw["transfer"].update(mixing=None, distill=None, domain_adaptation=None, l2sp_lambda=0.0)
+    return raw
+
+
 def _frozen(raw: dict, _synthetic: list[dict]) -> dict:
     """Whatever part of the backbone the base config trains, none of it here; its features are computed once, so
     per-epoch crop augmentation (a base recipe's ``rec_augment``) cannot apply."""
-    raw["transfer"].update(freeze_backbone=True, cache_features=True, backbone_lr_mult=1.0, l2sp_lambda=0.0,
+    raw = _without_extra_losses(raw)
+    raw["transfer"].update(freeze_backbone=True, cache_features=True, backbone_lr_mult=1.0,
                            train_backbone_blocks=None)
     raw["data"]["rec_augment"] = 0.0
     return raw
@@ -53,7 +62,8 @@ def _frozen(raw: dict, _synthetic: list[dict]) -> dict:
 
 def _full(raw: dict, _synthetic: list[dict]) -> dict:
     """Every backbone block trains, even where the base config trains only its last few."""
-    raw["transfer"].update(freeze_backbone=False, cache_features=False, backbone_lr_mult=0.1, l2sp_lambda=0.0,
+    raw = _without_extra_losses(raw)
+    raw["transfer"].update(freeze_backbone=False, cache_features=False, backbone_lr_mult=0.1,
                            train_backbone_blocks=None)
     return raw
 
