@@ -407,9 +407,9 @@ def test_ablation_table_and_learning_curve(tmp_path):
 
     rows = [ModeResult("pretrained", 0.0, metrics={"dev": {"plate_exact": 0.6}}),
             ModeResult("frozen", 0.1, 25, 100, 10.0, {"dev": {"plate_exact": 0.7}}),
-            ModeResult("frozen", 1.0, 249, 100, 20.0, {"dev": {"plate_exact": 0.8}})]
+            ModeResult("frozen", 1.0, 249, 100, 20.0, {"dev": {"plate_exact": 0.8}, "best_step": 0})]
     table = render(rows, "plates")
-    assert "| frozen | 100% of real | 249 | 100 | 20 | 5.00 | 80.0% |" in table
+    assert "| frozen | 100% of real | 249 | 100 | 0 | 20 | 5.00 | 80.0% |" in table
     assert table.splitlines()[2].startswith("| pretrained | none | - |")
     pytest.importorskip("matplotlib")
     png = plot_curve(rows, "plate_exact", tmp_path / "curve.png", "plates")

@@ -243,12 +243,16 @@ def training_data(r: ModeResult) -> str:
 
 def render(results: Sequence[ModeResult], domain: str) -> str:
     cols = DEV_COLUMNS.get(domain) or sorted({k for r in results for k in r.metrics.get("dev", {})})
-    head = ["mode", "trained on", "train samples", "steps", "train s", "steps/s", *cols]
+    # "kept step": the checkpoint validation picked and the row evaluates; 0 is the starting weights (a mode that
+    # never beat them on validation reads like the pretrained row)
+    head = ["mode", "trained on", "train samples", "steps", "kept step", "train s", "steps/s", *cols]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
         dev = r.metrics.get("dev", {})
         sps = r.steps_per_second
+        kept = r.metrics.get("best_step")
         cells = [r.mode, training_data(r), str(r.train_samples or "-"), str(r.steps or "-"),
+                 "-" if kept is None else str(kept),
                  f"{r.train_seconds:.0f}" if r.train_seconds else "-", f"{sps:.2f}" if sps else "-"]
         cells += [f"{dev[c]:.1%}" if isinstance(dev.get(c), float) else "-" for c in cols]
         lines.append("| " + " | ".join(cells) + " |")
