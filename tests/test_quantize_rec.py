@@ -50,12 +50,22 @@ def test_only_pointwise_convs_outside_squeeze_excitation_are_quantized():
     assert pointwise_convs(model, keep_float=()) == ["pw1", "se"]
 
 
-def test_standalone_float_turns_int8_stored_weights_back_into_float(tmp_path):
-    """The DequantizeLinear of a weight-only int8 export becomes the float tensor it stands for (the quantizer
-    wants initializers as conv weights); the 1x1 head conv is then found too."""
-    onnx.save(_model(int8_stored_head=True), tmp_path / "m.onnx")
+@pytest.mark.parametrize("as_written", ["dequantize_linear", "cast_mul"])
+def test_standalone_float_turns_int8_stored_weights_back_into_float(tmp_path, as_written):
+    """The restoring nodes of a weight-only int8 export (DequantizeLinear before 2026-12-02, Cast + Mul since)
+    become the float tensor they stand for (the quantizer wants initializers as conv weights); the 1x1 head conv
+    is then found too."""
+    model = _model(int8_stored_head=True)
+    if as_written == "cast_mul":
+        scale = next(i for i in model.graph.initializer if i.name == "head__scale")
+        scale.CopyFrom(numpy_helper.from_array(np.array([0.5, 2.0], np.float32).reshape(2, 1, 1, 1), "head__scale"))
+        nodes = [helper.make_node("Cast", ["head__int8"], ["head_f"], to=TensorProto.FLOAT),
+                 helper.make_node("Mul", ["head_f", "head__scale"], ["head"]), *model.graph.node[1:]]
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+    onnx.save(model, tmp_path / "m.onnx")
     plain = onnx.load(standalone_float(tmp_path / "m.onnx", tmp_path / "plain.onnx"))
-    assert not [n for n in plain.graph.node if n.op_type == "DequantizeLinear"]
+    assert not [n for n in plain.graph.node if n.op_type in ("DequantizeLinear", "Cast", "Mul")]
     head = numpy_helper.to_array(next(i for i in plain.graph.initializer if i.name == "head"))
     np.testing.assert_array_equal(head[:, :, 0, 0], np.arange(-8, 8).reshape(2, 8) * np.array([[0.5], [2.0]]))
     assert "unused" not in {i.name for i in plain.graph.initializer}

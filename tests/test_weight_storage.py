@@ -49,10 +49,25 @@ def test_int8_storage_is_per_output_channel_and_only_for_conv_and_matmul(tmp_pat
     _conv_matmul_model(src)
     model = onnx.load(str(store_weights_int8(src, tmp_path / "w8.onnx")))
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    assert inits["conv_w__int8"].dtype == np.int8 and inits["conv_w__scale"].shape == (32,)
-    assert inits["fc_w__int8"].dtype == np.int8 and inits["fc_w__scale"].shape == (40,)
+    assert inits["conv_w__int8"].dtype == np.int8 and inits["conv_w__scale"].shape == (32, 1, 1, 1)
+    assert inits["fc_w__int8"].dtype == np.int8 and inits["fc_w__scale"].shape == (1, 40)
     assert inits["unused_scale"].dtype == np.float32  # not a Conv/MatMul weight: kept as it was
     original = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(src)).graph.initializer}
-    for name, axis_shape in (("conv_w", (32, 1, 1, 1)), ("fc_w", (1, 40))):
-        restored = inits[name + "__int8"] * inits[name + "__scale"].reshape(axis_shape)
+    for name in ("conv_w", "fc_w"):
+        restored = inits[name + "__int8"] * inits[name + "__scale"]
         assert np.abs(restored - original[name]).max() <= inits[name + "__scale"].max() / 2 + 1e-7
+
+
+@pytest.mark.parametrize("store", [store_weights_fp16, store_weights_int8])
+def test_onnxruntime_restores_stored_weights_once_when_the_session_is_created(tmp_path, store):
+    """The restoring nodes are constants, so onnxruntime folds them into float32 weights at load: none is left
+    in the graph it runs (a DequantizeLinear would be, kept for QDQ fusion, and run on every call)."""
+    src = tmp_path / "f32.onnx"
+    _conv_matmul_model(src)
+    stored = store(src, tmp_path / "stored.onnx")
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    so.optimized_model_filepath = str(tmp_path / "as_run.onnx")
+    ort.InferenceSession(str(stored), so, providers=["CPUExecutionProvider"])
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "as_run.onnx")).graph.node]
+    assert ops == ["Conv", "Reshape", "MatMul", "Mul"]  # the model's own nodes only (its ReduceSum is folded too)

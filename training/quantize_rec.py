@@ -32,8 +32,9 @@ if TYPE_CHECKING:  # onnx and onnxruntime load when the command runs, not for --
 
 def standalone_float(model_path: str | Path, out: str | Path) -> Path:
     """``model_path`` as one plain float ONNX file, which onnxruntime's quantizer needs: the tensors it shares with
-    its base model (``<model>.shared.json``) copied in, and weights stored as int8 + DequantizeLinear
-    (``--int8-weights`` exports) turned back into the float32 tensors they stand for."""
+    its base model (``<model>.shared.json``) copied in, and weights stored as int8 (``--int8-weights`` exports:
+    Cast + Mul by the scale, or DequantizeLinear before 2026-12-02) turned back into the float32 tensors they
+    stand for."""
     import onnx
     from onnx import numpy_helper
 
@@ -47,7 +48,17 @@ def standalone_float(model_path: str | Path, out: str | Path) -> Path:
             if init.name in values:
                 init.CopyFrom(numpy_helper.from_array(values[init.name].numpy(), init.name))
     inits = {i.name: i for i in model.graph.initializer}
-    for node in list(model.graph.node):
+    casts = {node.output[0]: node for node in model.graph.node
+             if node.op_type == "Cast" and node.input[0] in inits
+             and next((a.i for a in node.attribute if a.name == "to"), None) == onnx.TensorProto.FLOAT}
+    for node in list(model.graph.node):  # int8 * scale as the exports since 2026-12-02 write it: Cast, then Mul
+        if node.op_type == "Mul" and node.input[0] in casts and node.input[1] in inits:
+            q = numpy_helper.to_array(inits[casts[node.input[0]].input[0]])
+            weights = (q.astype(np.float32) * numpy_helper.to_array(inits[node.input[1]])).astype(np.float32)
+            model.graph.initializer.append(numpy_helper.from_array(weights, node.output[0]))
+            model.graph.node.remove(node)
+            model.graph.node.remove(casts[node.input[0]])
+    for node in list(model.graph.node):  # and as a DequantizeLinear, as earlier exports wrote it
         if node.op_type != "DequantizeLinear" or not all(name in inits for name in node.input[:2]):
             continue
         q, scale = (numpy_helper.to_array(inits[name]) for name in node.input[:2])
