@@ -14,7 +14,13 @@ from onnx import TensorProto, helper, numpy_helper
 
 from service.shared_weights import sidecar_path
 from training.export import cpu_session, share_weights_with
-from training.graph_rewrites import fuse_gelu, fuse_gelu_file, store_large_weights_fp16
+from training.graph_rewrites import (
+    fuse_gelu,
+    fuse_gelu_file,
+    int8_cast_mul_file,
+    int8_storage_as_cast_mul,
+    store_large_weights_fp16,
+)
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 
@@ -122,3 +128,53 @@ def test_every_shipped_network_runs_gelu_as_one_op():
     for path in sorted(MODELS.glob("*/*.onnx")):
         ops = Counter(n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node)
         assert ops["Erf"] == 0 and ops["Gelu"] > 0, path
+
+
+def _dequantize_linear_model(path: Path) -> None:
+    """An older ``--int8-weights`` export: a Conv whose int8 weight a DequantizeLinear restores on every call."""
+    rng = np.random.default_rng(3)
+    q = rng.integers(-127, 128, (6, 3, 3, 3)).astype(np.int8)
+    scale = rng.uniform(0.001, 0.01, 6).astype(np.float32)
+    inits = [numpy_helper.from_array(q, "w__int8"), numpy_helper.from_array(scale, "w__scale"),
+             numpy_helper.from_array(np.zeros(6, np.int8), "w__zero")]
+    nodes = [helper.make_node("DequantizeLinear", ["w__int8", "w__scale", "w__zero"], ["w"], axis=0),
+             helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6, 8, 8])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+def test_int8_weights_restored_by_dequantize_linear_become_cast_mul_with_identical_outputs(tmp_path):
+    path = tmp_path / "old.onnx"
+    _dequantize_linear_model(path)
+    x = np.random.default_rng(4).normal(size=(1, 3, 8, 8)).astype(np.float32)
+    before = cpu_session(path, optimized=False).run(None, {"x": x})[0]
+    assert int8_cast_mul_file(path) == 1
+    model = onnx.load(str(path))
+    assert [n.op_type for n in model.graph.node] == ["Cast", "Mul", "Conv"]
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    assert set(inits) == {"w__int8", "w__scale"} and inits["w__scale"].shape == (6, 1, 1, 1)  # zero point dropped
+    assert np.array_equal(cpu_session(path, optimized=False).run(None, {"x": x})[0], before)
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    so.optimized_model_filepath = str(tmp_path / "as_run.onnx")
+    ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    assert [n.op_type for n in onnx.load(str(tmp_path / "as_run.onnx")).graph.node] == ["Conv"]  # folded at load
+    assert int8_cast_mul_file(path) == 0  # nothing left to rewrite: the file is not touched again
+
+
+def test_a_dequantize_linear_with_a_zero_point_is_left_alone():
+    """A real zero point is not the symmetric weight storage this rewrites (a QDQ-quantized model's, say)."""
+    zero = numpy_helper.from_array(np.full(6, 3, np.int8), "w__zero")
+    graph = helper.make_graph([helper.make_node("DequantizeLinear", ["w__int8", "w__scale", "w__zero"], ["w"])], "g",
+                              [], [helper.make_tensor_value_info("w", TensorProto.FLOAT, [6])],
+                              [numpy_helper.from_array(np.ones(6, np.int8), "w__int8"),
+                               numpy_helper.from_array(np.float32(0.1), "w__scale"), zero])
+    model = helper.make_model(graph)
+    assert int8_storage_as_cast_mul(model) == 0 and model.graph.node[0].op_type == "DequantizeLinear"
+
+
+def test_no_shipped_recognizer_dequantizes_its_weights_on_every_call():
+    for path in sorted(MODELS.glob("*/rec*.onnx")):
+        ops = Counter(n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node)
+        assert ops["DequantizeLinear"] == 0, path

@@ -41,6 +41,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
                       "measure how a plate recognizer's character spacing shows printed separators (for the profile)"),
     "store-fp16": ("training.graph_rewrites:main_fp16",
                    "store a model's largest weights as float16 in place (models/ size budget), sharers re-pointed"),
+    "int8-cast-mul": ("training.graph_rewrites:main_int8_cast_mul",
+                      "rewrite an older int8-stored export's DequantizeLinear weights as Cast + Mul (in place)"),
     "fuse-gelu": ("training.graph_rewrites:main",
                   "rewrite an older export's spelled-out GELUs as one Gelu op each (in place, probe-checked)"),
 }

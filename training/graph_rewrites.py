@@ -248,6 +248,77 @@ def main_fp16(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def int8_storage_as_cast_mul(model: onnx.ModelProto) -> int:
+    """Rewrite each weight an older ``--int8-weights`` export restores with a DequantizeLinear (int8 initializer,
+    per-channel scale, no zero point) as the Cast + Mul that ``training.export.store_weights_int8`` writes now; the
+    scale is stored broadcast-shaped. Returns how many were rewritten.
+
+    Why: onnxruntime keeps a DequantizeLinear of a constant in the graph (for QDQ fusion) and dequantizes the weight
+    on every call; a Cast and a Mul of constants are folded into a float32 weight when the session is created. The
+    weights are the same numbers either way: (q - 0) * scale."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = model.graph
+    inits = {init.name: init for init in graph.initializer}
+    nodes, rewritten = [], 0
+    for node in graph.node:
+        if node.op_type != "DequantizeLinear":
+            nodes.append(node)
+            continue
+        q, scale = inits.get(node.input[0]), inits.get(node.input[1])
+        zero_point = inits.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+        if (q is None or scale is None or q.data_type != TensorProto.INT8
+                or (zero_point is not None and numpy_helper.to_array(zero_point).any())):
+            nodes.append(node)
+            continue
+        weights_ndim = len(q.dims)
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1) % weights_ndim
+        shape = [1] * weights_ndim
+        shape[axis] = -1
+        values = numpy_helper.to_array(scale)
+        scale.CopyFrom(numpy_helper.from_array(values.reshape(shape) if values.ndim else values, scale.name))
+        as_float = node.output[0] + "__int8_as_fp32"
+        nodes += [helper.make_node("Cast", [q.name], [as_float], to=TensorProto.FLOAT,
+                                   name=node.output[0] + "__int8_to_fp32"),
+                  helper.make_node("Mul", [as_float, scale.name], [node.output[0]],
+                                   name=node.output[0] + "__scale_mul")]
+        rewritten += 1
+    if rewritten:
+        del graph.node[:]
+        graph.node.extend(nodes)
+        _drop_dangling(graph)
+    return rewritten
+
+
+def int8_cast_mul_file(path: str | Path, shared_by: Sequence[str | Path] = ()) -> int:
+    """``int8_storage_as_cast_mul`` on ``path`` in place, checked on a probe input (see ``replace_checked``)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    count = int8_storage_as_cast_mul(model)
+    if count:
+        replace_checked(path, model, shared_by, "int8_cast_mul_source_sha256", max_diff=0.0)
+        log.info("%s: %d int8 weights now restored by Cast + Mul", path, count)
+    return count
+
+
+def main_int8_cast_mul(argv: Sequence[str] | None = None) -> int:
+    """``ocrnet int8-cast-mul``: older int8-stored exports restored by Cast + Mul (float speed), in place."""
+    from training.cli import HelpFormatter
+
+    ap = argparse.ArgumentParser(prog="ocrnet int8-cast-mul", description=int8_storage_as_cast_mul.__doc__,
+                                 formatter_class=HelpFormatter)
+    ap.add_argument("models", nargs="+", type=Path, help="ONNX files to rewrite in place")
+    ap.add_argument("--shared-by", nargs="*", type=Path, default=[],
+                    help="with one model: the models whose sidecars take weights from it (re-pointed, checked)")
+    args = ap.parse_args(list(argv) if argv is not None else None)
+    if args.shared_by and len(args.models) != 1:
+        ap.error("--shared-by goes with one model (their base)")
+    for path in args.models:
+        print(f"{path}: {int8_cast_mul_file(path, args.shared_by)} weights rewritten")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from training.cli import HelpFormatter
 
