@@ -20,6 +20,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("training.data.synth.cli:main_synth", "write synthetic plates/receipts/ids data as labels.jsonl"),
     "crops": ("training.data.service_crops:main",
               "cut recognizer training crops from labelled pages the way the service cuts them"),
+    "plate-det-labels": ("training.data.plate_det_labels:main",
+                         "detector labels of each plate's text line, from photos labelled with plate boxes"),
     "finetune": ("training.finetune:main_finetune", "finetune det or rec from a YAML/JSON config (torchrun-ready)"),
     "train-fields": ("training.fields.train:main",
                      "train the receipt company/address word tagger on labelled pages (numpy MLP -> JSON)"),
