@@ -17,7 +17,7 @@ import logging
 import math
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -304,10 +304,17 @@ def int8_cast_mul_file(path: str | Path, shared_by: Sequence[str | Path] = ()) -
 
 def main_int8_cast_mul(argv: Sequence[str] | None = None) -> int:
     """``ocrnet int8-cast-mul``: older int8-stored exports restored by Cast + Mul (float speed), in place."""
+    return _rewrite_in_place_main("int8-cast-mul", int8_storage_as_cast_mul.__doc__, int8_cast_mul_file,
+                                  "weights rewritten", argv)
+
+
+def _rewrite_in_place_main(command: str, description: str | None,
+                           rewrite: Callable[[Path, Sequence[Path]], int], done: str,
+                           argv: Sequence[str] | None) -> int:
+    """The command line of an in-place rewrite: models, optionally the models sharing one's weights."""
     from training.cli import HelpFormatter
 
-    ap = argparse.ArgumentParser(prog="ocrnet int8-cast-mul", description=int8_storage_as_cast_mul.__doc__,
-                                 formatter_class=HelpFormatter)
+    ap = argparse.ArgumentParser(prog=f"ocrnet {command}", description=description, formatter_class=HelpFormatter)
     ap.add_argument("models", nargs="+", type=Path, help="ONNX files to rewrite in place")
     ap.add_argument("--shared-by", nargs="*", type=Path, default=[],
                     help="with one model: the models whose sidecars take weights from it (re-pointed, checked)")
@@ -315,20 +322,10 @@ def main_int8_cast_mul(argv: Sequence[str] | None = None) -> int:
     if args.shared_by and len(args.models) != 1:
         ap.error("--shared-by goes with one model (their base)")
     for path in args.models:
-        print(f"{path}: {int8_cast_mul_file(path, args.shared_by)} weights rewritten")
+        print(f"{path}: {rewrite(path, args.shared_by)} {done}")
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from training.cli import HelpFormatter
-
-    ap = argparse.ArgumentParser(prog="ocrnet fuse-gelu", description=__doc__, formatter_class=HelpFormatter)
-    ap.add_argument("models", nargs="+", type=Path, help="ONNX files to rewrite in place")
-    ap.add_argument("--shared-by", nargs="*", type=Path, default=[],
-                    help="with one model: the models whose sidecars take weights from it (re-pointed, checked)")
-    args = ap.parse_args(list(argv) if argv is not None else None)
-    if args.shared_by and len(args.models) != 1:
-        ap.error("--shared-by goes with one model (their base)")
-    for path in args.models:
-        print(f"{path}: {fuse_gelu_file(path, args.shared_by)} GELUs fused")
-    return 0
+    """``ocrnet fuse-gelu``."""
+    return _rewrite_in_place_main("fuse-gelu", __doc__, fuse_gelu_file, "GELUs fused", argv)

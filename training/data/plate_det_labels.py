@@ -30,8 +30,13 @@ from pathlib import Path
 import numpy as np
 from shapely.geometry import Polygon, box
 
-from training.data.loaders import ImageRecord, open_rgb, read_labels_jsonl
-from training.data.service_crops import INSIDE_FRACTION, _inside_fraction
+from training.data.loaders import ImageRecord, open_rgb
+from training.data.service_crops import (
+    INSIDE_FRACTION,
+    _inside_fraction,
+    cpu_pipeline,
+    labelled_records,
+)
 from training.evaluation.metrics import alnum_key
 
 log = logging.getLogger(__name__)
@@ -194,19 +199,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, help="first N images only")
     ap.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
     args = ap.parse_args(list(argv) if argv is not None else None)
-    labels = args.data / "labels.jsonl"
-    if not labels.is_file():
-        ap.error(f"{labels} not found (TRAIN images: see ../shared/data/train/README.md)")
+    records = labelled_records(ap, args.data, args.limit)
     from tqdm import tqdm
 
-    from service.pipeline import OcrPipeline
     from service.profiles.plate import PlateProfile
 
-    records = read_labels_jsonl(labels)[: args.limit]
-    pipeline = OcrPipeline.from_dir(args.model_dir, providers=["CPUExecutionProvider"], intra_threads=args.threads)
-    reader = OcrPipeline.from_dir(args.reader_model_dir, providers=["CPUExecutionProvider"],
-                                  intra_threads=args.threads)
-    finder = PlateTextFinder(pipeline, PlateProfile.second_look_det_limit, args.text_unclip, reader)
+    finder = PlateTextFinder(cpu_pipeline(args.model_dir, args.threads), PlateProfile.second_look_det_limit,
+                             args.text_unclip, cpu_pipeline(args.reader_model_dir, args.threads))
     stats = PlateDetStats(images=len(records))
     found = [finder.find(r, stats) for r in tqdm(records, desc="plate text lines", dynamic_ncols=True)
              if plate_bounds(r) is not None]

@@ -197,6 +197,22 @@ class ServiceCropper:
         return stats
 
 
+def labelled_records(ap: argparse.ArgumentParser, data: Path, limit: int | None = None) -> list[ImageRecord]:
+    """The records of ``data/labels.jsonl`` (the first ``limit``), or a command-line error saying where the TRAIN
+    images come from."""
+    labels = data / "labels.jsonl"
+    if not labels.is_file():
+        ap.error(f"{labels} not found (TRAIN images: see ../shared/data/train/README.md)")
+    return read_labels_jsonl(labels)[:limit]
+
+
+def cpu_pipeline(model_dir: Path, threads: int):
+    """The service pipeline of a bundle on the CPU, as these offline commands run it."""
+    from service.pipeline import OcrPipeline
+
+    return OcrPipeline.from_dir(model_dir, providers=["CPUExecutionProvider"], intra_threads=threads)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``ocrnet crops``: labelled pages -> recognizer crops as the service cuts them."""
     from training.cli import HelpFormatter
@@ -219,16 +235,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, help="first N images only")
     ap.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
     args = ap.parse_args(list(argv) if argv is not None else None)
-    labels = args.data / "labels.jsonl"
-    if not labels.is_file():
-        ap.error(f"{labels} not found (TRAIN images: see ../shared/data/train/README.md)")
-    from service.pipeline import OcrPipeline
-
-    records = read_labels_jsonl(labels)[: args.limit]
-    pipeline = None if args.mode == "label" else OcrPipeline.from_dir(
-        args.model_dir, providers=["CPUExecutionProvider"], intra_threads=args.threads)
-    reader = None if pipeline is None or args.reader_model_dir is None else OcrPipeline.from_dir(
-        args.reader_model_dir, providers=["CPUExecutionProvider"], intra_threads=args.threads)
+    records = labelled_records(ap, args.data, args.limit)
+    pipeline = None if args.mode == "label" else cpu_pipeline(args.model_dir, args.threads)
+    reader = None if pipeline is None or args.reader_model_dir is None else cpu_pipeline(args.reader_model_dir,
+                                                                                        args.threads)
     second_look = None
     if args.mode == "plate" and not args.no_second_look:
         from service.profiles.plate import PlateProfile
