@@ -146,6 +146,23 @@ def _rewrite_weights(src: str | Path, dst: str | Path, label: str,
     return dst
 
 
+def channel_broadcast_shape(ndim: int, axis: int) -> list[int]:
+    """The shape a per-channel scale takes to broadcast over an ``ndim`` weight along ``axis``."""
+    shape = [1] * ndim
+    shape[axis] = -1
+    return shape
+
+
+def int8_restoring_nodes(stored: str, scale: str, output: str) -> list[onnx.NodeProto]:
+    """Cast + Mul that give back the float32 weight ``output`` = int8 ``stored`` x broadcast-shaped ``scale``
+    (the form ``store_weights_int8`` writes and ``quantize_rec.standalone_float`` reads)."""
+    from onnx import TensorProto, helper
+
+    as_float = output + "__int8_as_fp32"
+    return [helper.make_node("Cast", [stored], [as_float], to=TensorProto.FLOAT, name=output + "__int8_to_fp32"),
+            helper.make_node("Mul", [as_float, scale], [output], name=output + "__scale_mul")]
+
+
 def store_weights_int8(src: str | Path, dst: str | Path, min_elements: int = 1024,
                        keep: Callable[[onnx.TensorProto], bool] | None = None) -> Path:
     """Store the large Conv and MatMul weights as int8 (symmetric, one scale per output channel) followed by a
@@ -159,7 +176,7 @@ def store_weights_int8(src: str | Path, dst: str | Path, min_elements: int = 102
     quantized model (which cost the domains recognizer 3 of 36 MRZ on DEV) the only error is the weights' rounding.
     Other initializers (norms, biases, anything shared, anything ``keep`` returns True for) stay float32.
     """
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import numpy_helper
 
     def to_int8(init: onnx.TensorProto, uses: list[tuple[str, int]]):
         if keep is not None and keep(init):
@@ -172,16 +189,11 @@ def store_weights_int8(src: str | Path, dst: str | Path, min_elements: int = 102
         reduce = tuple(a for a in range(weights.ndim) if a != axis)
         scale = np.abs(weights).max(axis=reduce) / 127.0
         scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
-        shape = [1] * weights.ndim
-        shape[axis] = -1
-        scale = scale.reshape(shape)  # broadcasts over the weight in the Mul
+        scale = scale.reshape(channel_broadcast_shape(weights.ndim, axis))  # broadcasts over the weight in the Mul
         q = np.clip(np.round(weights / scale), -127, 127).astype(np.int8)
         stored = [numpy_helper.from_array(q, init.name + "__int8"),
                   numpy_helper.from_array(scale, init.name + "__scale")]
-        return stored, [helper.make_node("Cast", [init.name + "__int8"], [init.name + "__int8_as_fp32"],
-                                         to=TensorProto.FLOAT, name=init.name + "__int8_to_fp32"),
-                        helper.make_node("Mul", [init.name + "__int8_as_fp32", init.name + "__scale"], [init.name],
-                                         name=init.name + "__scale_mul")]
+        return stored, int8_restoring_nodes(init.name + "__int8", init.name + "__scale", init.name)
 
     return _rewrite_weights(src, dst, "int8", to_int8)
 

@@ -256,7 +256,9 @@ def int8_storage_as_cast_mul(model: onnx.ModelProto) -> int:
     Why: onnxruntime keeps a DequantizeLinear of a constant in the graph (for QDQ fusion) and dequantizes the weight
     on every call; a Cast and a Mul of constants are folded into a float32 weight when the session is created. The
     weights are the same numbers either way: (q - 0) * scale."""
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, numpy_helper
+
+    from training.export import channel_broadcast_shape, int8_restoring_nodes
 
     graph = model.graph
     inits = {init.name: init for init in graph.initializer}
@@ -271,17 +273,12 @@ def int8_storage_as_cast_mul(model: onnx.ModelProto) -> int:
                 or (zero_point is not None and numpy_helper.to_array(zero_point).any())):
             nodes.append(node)
             continue
-        weights_ndim = len(q.dims)
-        axis = next((a.i for a in node.attribute if a.name == "axis"), 1) % weights_ndim
-        shape = [1] * weights_ndim
-        shape[axis] = -1
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1) % len(q.dims)
         values = numpy_helper.to_array(scale)
-        scale.CopyFrom(numpy_helper.from_array(values.reshape(shape) if values.ndim else values, scale.name))
-        as_float = node.output[0] + "__int8_as_fp32"
-        nodes += [helper.make_node("Cast", [q.name], [as_float], to=TensorProto.FLOAT,
-                                   name=node.output[0] + "__int8_to_fp32"),
-                  helper.make_node("Mul", [as_float, scale.name], [node.output[0]],
-                                   name=node.output[0] + "__scale_mul")]
+        if values.ndim:
+            values = values.reshape(channel_broadcast_shape(len(q.dims), axis))
+        scale.CopyFrom(numpy_helper.from_array(values, scale.name))
+        nodes += int8_restoring_nodes(q.name, scale.name, node.output[0])
         rewritten += 1
     if rewritten:
         del graph.node[:]
