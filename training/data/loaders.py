@@ -82,6 +82,11 @@ class ImageRecord:
     fields: dict = field(default_factory=dict)
 
     @property
+    def plate_text(self) -> str:
+        """The plate a plate photo is labelled with: its ``plate`` field, else its first line's text."""
+        return str(self.fields.get("plate") or (self.lines[0].text if self.lines else ""))
+
+    @property
     def has_boxes(self) -> bool:
         """True when every line has a box: only then can a detector learn from the image."""
         return bool(self.lines) and all(ln.polygon is not None for ln in self.lines)

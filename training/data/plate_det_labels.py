@@ -124,18 +124,19 @@ class PlateTextFinder:
         self.second_look = second_look
 
     def find(self, record: ImageRecord, stats: PlateDetStats) -> PlateText:
-        label = alnum_key(str(record.fields.get("plate") or (record.lines[0].text if record.lines else "")))
+        label = alnum_key(record.plate_text)
         region = Polygon(box(*plate_bounds(record)))  # type: ignore[misc]
         image = open_rgb(record.path)
         others: list[np.ndarray] = []
         for limit in (None, self.second_look) if self.second_look else (None,):
             inputs, dets = self.pipeline.detect([image], limit)
             inside = [i for i, q in enumerate(dets[0].quads) if _inside_fraction(q, region) >= INSIDE_FRACTION]
-            reads = self.reader.recognize(self.pipeline.crops(inputs[0], dets[0])) if inside else []
+            crops = self.pipeline.crops(inputs[0], dets[0]) if inside else []
+            reads = dict(zip(inside, self.reader.recognize([crops[i] for i in inside]) if inside else []))
             spanning = sorted((i for i in inside if spans_label(reads[i].text, label)),
-                           key=lambda i: alnum_key(reads[i].text) != label)
+                              key=lambda i: alnum_key(reads[i].text) != label)
             if limit is None:
-                others = [dets[0].quads[i] for i in range(len(dets[0].quads))]
+                others = list(dets[0].quads)
             if spanning:
                 stats.found += 1
                 stats.found_second_look += limit is not None
@@ -173,7 +174,7 @@ def build_labels(found: Sequence[PlateText], out_dir: Path, stats: PlateDetStats
         near = Polygon(box(*plate)).buffer(max(plate[2] - plate[0], plate[3] - plate[1]) * grow)
         others = [q for q in f.others if Polygon(q).intersects(near)
                   and Polygon(q).intersection(text_poly).area < 0.5 * Polygon(q).area]
-        lines = [{"text": str(f.record.fields.get("plate") or f.record.lines[0].text),
+        lines = [{"text": f.record.plate_text,
                   "box": np.round(quad, 1).tolist()}]
         lines += [{"text": DONT_CARE, "box": np.round(q, 1).tolist(), "ignore": True} for q in others]
         lines += [{"text": DONT_CARE, "box": r, "ignore": True} for r in outside_rects(plate, width, height, grow)]

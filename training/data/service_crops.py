@@ -141,7 +141,7 @@ class ServiceCropper:
         return out
 
     def plate_crops(self, record: ImageRecord, stats: CropStats) -> list[tuple[Image.Image, str]]:
-        label = str(record.fields.get("plate") or (record.lines[0].text if record.lines else ""))
+        label = record.plate_text
         boxes = [ln.polygon for ln in record.lines if ln.polygon is not None]
         stats.label_lines += 1
         if not label or not boxes:
